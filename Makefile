@@ -1,0 +1,66 @@
+# Set-up, tests and checks. A fresh machine needs only `make quickstart` and `make test`:
+# both create the environment (.venv/) when it is missing or its requirements changed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip --disable-pip-version-check
+REQS    := requirements/base.txt requirements/nodeps.txt
+# The environment stamp is keyed on the requirement files: editing them re-runs the install.
+ENV_KEY := $(shell cat $(REQS) | sha1sum | cut -c1-16)
+STAMP   := $(VENV)/.stamp-$(ENV_KEY)
+# The extension is rebuilt when its sources or setup.py change.
+CSRC    := $(shell find mask2former/layers/csrc -type f 2>/dev/null)
+EXT     := $(VENV)/.ext-built
+PYTEST_ARGS ?=
+
+.PHONY: help venv build test quickstart cuda-check bench clean distclean
+
+help:
+	@echo "make quickstart   create .venv if needed, then train+evaluate+demo a small model on synthetic data (CPU)"
+	@echo "make test         create .venv if needed, build the op, run the test suite"
+	@echo "make cuda-check   compile the CUDA kernels with nvcc for sm_80/sm_90 (no GPU needed)"
+	@echo "make venv         only create/update the environment in $(VENV)"
+	@echo "make build        only (re)build the compiled op mask2former._C"
+
+venv: $(STAMP)
+
+$(STAMP): $(REQS)
+	@set -e; \
+	if [ ! -x $(PY) ]; then \
+	  py=$$(PYTHON="$(PYTHON)" tools/find_python.sh); \
+	  echo "creating $(VENV) with $$py"; \
+	  "$$py" -m venv $(VENV); \
+	fi
+	$(PIP) install -q --upgrade "pip==24.2"
+	$(PIP) install -r requirements/base.txt
+	$(PIP) install --no-deps -r requirements/nodeps.txt
+	rm -f $(VENV)/.stamp-* $(EXT)
+	touch $@
+
+build: $(EXT)
+
+$(EXT): $(STAMP) setup.py $(CSRC)
+	$(PIP) install --no-build-isolation --no-deps -e .
+	$(PY) setup.py -q build_ext --inplace
+	$(PY) -c "import mask2former.layers as L; print('mask2former op backends:', L.available_backends())"
+	touch $@
+
+test: build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+quickstart: build
+	$(PY) tools/quickstart.py
+
+cuda-check:
+	tools/cuda_check.sh
+
+bench: build
+	$(PY) tools/benchmark_ms_deform_attn.py
+
+clean:
+	rm -rf build mask2former/_C*.so $(EXT)
+
+distclean: clean
+	rm -rf $(VENV) .cuda-check-venv

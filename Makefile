@@ -7,8 +7,12 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip --disable-pip-version-check
 REQS    := requirements/base.txt requirements/nodeps.txt
-# The environment stamp is keyed on the requirement files: editing them re-runs the install.
-ENV_KEY := $(shell cat $(REQS) | sha1sum | cut -c1-16)
+# DETECTRON2_SPEC: install your own Detectron2 build instead of the sal-detectron2 wheel, e.g.
+#   make venv DETECTRON2_SPEC=/path/to/detectron2-checkout   (built against the pinned torch)
+DETECTRON2_SPEC ?=
+# The environment stamp is keyed on the requirement files (and DETECTRON2_SPEC): editing them
+# re-runs the install.
+ENV_KEY := $(shell (cat $(REQS); echo "$(DETECTRON2_SPEC)") | sha1sum | cut -c1-16)
 STAMP   := $(VENV)/.stamp-$(ENV_KEY)
 # The extension is rebuilt when its sources or setup.py change.
 CSRC    := $(shell find mask2former/layers/csrc -type f 2>/dev/null)
@@ -34,7 +38,14 @@ $(STAMP): $(REQS)
 	  "$$py" -m venv $(VENV); \
 	fi
 	$(PIP) install -q --upgrade "pip==24.2"
-	$(PIP) install -r requirements/base.txt
+	@set -e; if [ -n "$(DETECTRON2_SPEC)" ]; then \
+	  grep -v '^sal-detectron2' requirements/base.txt > $(VENV)/requirements-own-d2.txt; \
+	  $(PIP) install -r $(VENV)/requirements-own-d2.txt; \
+	  $(PIP) uninstall -y sal-detectron2 >/dev/null 2>&1 || true; \
+	  $(PIP) install --no-build-isolation "$(DETECTRON2_SPEC)"; \
+	else \
+	  $(PIP) install -r requirements/base.txt; \
+	fi
 	$(PIP) install --no-deps -r requirements/nodeps.txt
 	rm -f $(VENV)/.stamp-* $(EXT)
 	touch $@

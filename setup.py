@@ -35,7 +35,9 @@ def get_extensions():
     if not cpp:
         print(f"warning: no C++ sources under {CSRC}; building without mask2former._C")
         return []
-    define_macros, extra = [], {"cxx": ["-O3", "-std=c++17"]}
+    # No -std flag: torch's BuildExtension adds the standard its headers need (C++17 for
+    # torch 2.3, C++20 for newer releases such as 2.14).
+    define_macros, extra = [], {"cxx": ["-O3"]}
     if os.environ.get("MASK2FORMER_NO_OPENMP", "0") != "1":
         extra["cxx"].append("-fopenmp")
     ext_cls = CppExtension
@@ -48,7 +50,6 @@ def get_extensions():
         define_macros.append(("WITH_CUDA", None))
         extra["nvcc"] = [
             "-O3",
-            "-std=c++17",
             "--expt-relaxed-constexpr",
             "-D__CUDA_NO_HALF_OPERATORS__",
             "-D__CUDA_NO_HALF_CONVERSIONS__",

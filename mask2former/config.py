@@ -1,0 +1,147 @@
+"""Config keys of Mask2Former (SPEC §3).
+
+    cfg = detectron2.config.get_cfg()
+    add_maskformer2_config(cfg)
+    cfg.merge_from_file("configs/coco/panoptic/r50.yaml")
+
+`add_maskformer2_config` adds every key the released configs use, with the defaults of the
+original implementation, plus the DeepLab keys (``MODEL.RESNETS.STEM_TYPE``,
+``RES5_MULTI_GRID``, ``SOLVER.POLY_LR_*``, ...) from Detectron2's DeepLab project. It is
+idempotent: a key that already exists is never reset, so calling it twice (or after
+``add_deeplab_config``) keeps values that were already merged.
+
+Known quirks of the original, kept on purpose (SPEC §3):
+  * ``MODEL.MASK_FORMER.DEC_LAYERS`` counts the prediction made from the learnable queries:
+    10 means 9 decoder layers and 9 auxiliary outputs.
+  * The feed-forward width of the deformable encoder is fixed at 1024 (no key).
+  * ``MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS`` / ``_N_HEADS`` were ignored by
+    the original (4 points; heads taken from ``MODEL.MASK_FORMER.NHEADS``). Here they are
+    effective; their defaults (4, 8) reproduce the released models, which all use NHEADS 8.
+"""
+
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_maskformer2_config"]
+
+
+def _set_default(node, key, value):
+    """Set ``node.key = value`` unless the key already exists (keeps merged values)."""
+    if key not in node:
+        node[key] = value
+
+
+def _child(node, key):
+    if key not in node:
+        node[key] = CN()
+    return node[key]
+
+
+def _add_deeplab_keys(cfg):
+    """The DeepLab keys the released YAMLs set (from Detectron2's DeepLab project)."""
+    if "POLY_LR_POWER" in cfg.SOLVER:  # already added (by us or by add_deeplab_config)
+        return
+    try:
+        from detectron2.projects.deeplab import add_deeplab_config
+    except ImportError:  # a Detectron2 build without the projects package: same keys by hand
+        add_deeplab_config = None
+    if add_deeplab_config is not None:
+        add_deeplab_config(cfg)
+        return
+    _set_default(cfg.INPUT.CROP, "SINGLE_CATEGORY_MAX_AREA", 1.0)
+    _set_default(cfg.SOLVER, "POLY_LR_POWER", 0.9)
+    _set_default(cfg.SOLVER, "POLY_LR_CONSTANT_ENDING", 0.0)
+    _set_default(cfg.MODEL.SEM_SEG_HEAD, "LOSS_TYPE", "hard_pixel_mining")
+    _set_default(cfg.MODEL.SEM_SEG_HEAD, "PROJECT_FEATURES", ["res2"])
+    _set_default(cfg.MODEL.SEM_SEG_HEAD, "PROJECT_CHANNELS", [48])
+    _set_default(cfg.MODEL.SEM_SEG_HEAD, "ASPP_CHANNELS", 256)
+    _set_default(cfg.MODEL.SEM_SEG_HEAD, "ASPP_DILATIONS", [6, 12, 18])
+    _set_default(cfg.MODEL.SEM_SEG_HEAD, "ASPP_DROPOUT", 0.1)
+    _set_default(cfg.MODEL.SEM_SEG_HEAD, "USE_DEPTHWISE_SEPARABLE_CONV", False)
+    _set_default(cfg.MODEL.RESNETS, "RES4_DILATION", 1)
+    _set_default(cfg.MODEL.RESNETS, "RES5_MULTI_GRID", [1, 2, 4])
+    _set_default(cfg.MODEL.RESNETS, "STEM_TYPE", "deeplab")
+
+
+def add_maskformer2_config(cfg):
+    """Add the Mask2Former config keys (SPEC §3) to ``cfg`` in place; idempotent."""
+    _add_deeplab_keys(cfg)
+
+    # ---- data ----
+    inp = cfg.INPUT
+    _set_default(inp, "DATASET_MAPPER_NAME", "mask_former_semantic")
+    _set_default(inp, "COLOR_AUG_SSD", False)
+    _set_default(inp.CROP, "SINGLE_CATEGORY_MAX_AREA", 1.0)
+    # A fixed pad size for the semantic/panoptic mappers (-1: no padding), despite its name.
+    _set_default(inp, "SIZE_DIVISIBILITY", -1)
+    # Large-scale jittering (LSJ) of the COCO mappers.
+    _set_default(inp, "IMAGE_SIZE", 1024)
+    _set_default(inp, "MIN_SCALE", 0.1)
+    _set_default(inp, "MAX_SCALE", 2.0)
+
+    # ---- solver ----
+    _set_default(cfg.SOLVER, "WEIGHT_DECAY_EMBED", 0.0)
+    _set_default(cfg.SOLVER, "OPTIMIZER", "ADAMW")
+    _set_default(cfg.SOLVER, "BACKBONE_MULTIPLIER", 0.1)
+
+    # ---- mask former (meta-architecture, transformer decoder, losses) ----
+    mf = _child(cfg.MODEL, "MASK_FORMER")
+    _set_default(mf, "DEEP_SUPERVISION", True)
+    _set_default(mf, "NO_OBJECT_WEIGHT", 0.1)
+    _set_default(mf, "CLASS_WEIGHT", 1.0)
+    _set_default(mf, "DICE_WEIGHT", 1.0)
+    _set_default(mf, "MASK_WEIGHT", 20.0)
+    _set_default(mf, "NHEADS", 8)
+    _set_default(mf, "DROPOUT", 0.1)
+    _set_default(mf, "DIM_FEEDFORWARD", 2048)
+    _set_default(mf, "ENC_LAYERS", 0)
+    # Mask2Former: number of predictions (decoder layers + 1); MaskFormer v1: decoder layers.
+    _set_default(mf, "DEC_LAYERS", 6)
+    _set_default(mf, "PRE_NORM", False)
+    _set_default(mf, "HIDDEN_DIM", 256)
+    _set_default(mf, "NUM_OBJECT_QUERIES", 100)
+    _set_default(mf, "TRANSFORMER_IN_FEATURE", "res5")
+    _set_default(mf, "ENFORCE_INPUT_PROJ", False)
+    # Batch padding of the meta-architecture (-1: the backbone's size_divisibility).
+    _set_default(mf, "SIZE_DIVISIBILITY", 32)
+    _set_default(mf, "TRANSFORMER_DECODER_NAME", "MultiScaleMaskedTransformerDecoder")
+    # Point-sampled mask loss (0 points: dense loss).
+    _set_default(mf, "TRAIN_NUM_POINTS", 112 * 112)
+    _set_default(mf, "OVERSAMPLE_RATIO", 3.0)
+    _set_default(mf, "IMPORTANCE_SAMPLE_RATIO", 0.75)
+
+    test = _child(mf, "TEST")
+    _set_default(test, "SEMANTIC_ON", True)
+    _set_default(test, "INSTANCE_ON", False)
+    _set_default(test, "PANOPTIC_ON", False)
+    _set_default(test, "OBJECT_MASK_THRESHOLD", 0.0)
+    _set_default(test, "OVERLAP_THRESHOLD", 0.0)
+    _set_default(test, "SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE", False)
+
+    # ---- pixel decoder ----
+    head = cfg.MODEL.SEM_SEG_HEAD
+    _set_default(head, "MASK_DIM", 256)
+    _set_default(head, "TRANSFORMER_ENC_LAYERS", 0)
+    _set_default(head, "PIXEL_DECODER_NAME", "BasePixelDecoder")
+    _set_default(head, "DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES", ["res3", "res4", "res5"])
+    _set_default(head, "DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS", 4)
+    _set_default(head, "DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS", 8)
+
+    # ---- Swin backbone ----
+    swin = _child(cfg.MODEL, "SWIN")
+    _set_default(swin, "PRETRAIN_IMG_SIZE", 224)
+    _set_default(swin, "PATCH_SIZE", 4)
+    _set_default(swin, "EMBED_DIM", 96)
+    _set_default(swin, "DEPTHS", [2, 2, 6, 2])
+    _set_default(swin, "NUM_HEADS", [3, 6, 12, 24])
+    _set_default(swin, "WINDOW_SIZE", 7)
+    _set_default(swin, "MLP_RATIO", 4.0)
+    _set_default(swin, "QKV_BIAS", True)
+    _set_default(swin, "QK_SCALE", None)
+    _set_default(swin, "DROP_RATE", 0.0)
+    _set_default(swin, "ATTN_DROP_RATE", 0.0)
+    _set_default(swin, "DROP_PATH_RATE", 0.3)
+    _set_default(swin, "APE", False)
+    _set_default(swin, "PATCH_NORM", True)
+    _set_default(swin, "OUT_FEATURES", ["res2", "res3", "res4", "res5"])
+    _set_default(swin, "USE_CHECKPOINT", False)
+    return cfg

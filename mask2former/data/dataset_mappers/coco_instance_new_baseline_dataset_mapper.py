@@ -1,0 +1,74 @@
+"""COCO instance training with large-scale jitter (INPUT.DATASET_MAPPER_NAME "coco_instance_lsj")."""
+import copy
+import logging
+
+import numpy as np
+import torch
+
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.structures import Boxes
+
+from ...utils.sample_loading import read_image  # robust: 16-bit, RGBA, bad files
+from .common import annotation_masks, build_lsj_augmentations, make_instances, mask_transforms
+from .common import masks_to_boxes
+
+__all__ = ["COCOInstanceNewBaselineDatasetMapper"]
+
+
+class COCOInstanceNewBaselineDatasetMapper:
+    """COCO ``annotations`` → training input with LSJ: random flip, ResizeScale of
+    INPUT.IMAGE_SIZE by [MIN_SCALE, MAX_SCALE], FixedSizeCrop to IMAGE_SIZE² (padding 128).
+
+    Crowd annotations are dropped and instances whose mask is empty after cropping removed.
+    Returns ``image`` (uint8 [3,S,S]) and ``instances`` (``gt_classes`` int64 [G], ``gt_masks``
+    bool [G,S,S], ``gt_boxes`` from the masks). Training only.
+    """
+
+    @configurable
+    def __init__(self, is_train=True, *, augmentations, image_format):
+        if not is_train:
+            raise ValueError(f"{type(self).__name__} is a training mapper; use DatasetMapper for tests")
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        logging.getLogger(__name__).info(
+            f"[{type(self).__name__}] augmentations in training: {augmentations}"
+        )
+
+    @classmethod
+    def from_config(cls, cfg, is_train=True):
+        return {
+            "is_train": is_train,
+            "augmentations": build_lsj_augmentations(cfg),
+            "image_format": cfg.INPUT.FORMAT,
+        }
+
+    def __call__(self, dataset_dict):
+        dataset_dict = copy.deepcopy(dataset_dict)
+        if "annotations" not in dataset_dict:
+            raise ValueError(
+                f"{type(self).__name__}: dataset dict of {dataset_dict['file_name']} has no "
+                "'annotations'; this mapper needs an instance segmentation dataset"
+            )
+        image = read_image(dataset_dict["file_name"], format=self.image_format)
+        utils.check_image_size(dataset_dict, image)
+        aug_input = T.AugInput(image)
+        transforms = mask_transforms(self.augmentations(aug_input))
+        image = aug_input.image
+        shape = image.shape[:2]
+        annos = [
+            utils.transform_instance_annotations(obj, transforms, shape)
+            for obj in dataset_dict.pop("annotations")
+            if obj.get("iscrowd", 0) == 0
+        ]
+        masks = annotation_masks(annos, shape)
+        keep = [i for i, m in enumerate(masks) if m.any()]
+        instances = make_instances(
+            shape, [annos[i]["category_id"] for i in keep], [masks[i] for i in keep]
+        )
+        instances.gt_boxes = masks_to_boxes(instances.gt_masks) if keep else Boxes(torch.zeros(0, 4))
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        dataset_dict["instances"] = instances
+        return dataset_dict

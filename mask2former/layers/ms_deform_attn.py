@@ -1,0 +1,313 @@
+"""Multi-scale deformable attention (Deformable DETR): functional op and module.
+
+The functional op dispatches to the compiled kernels of `mask2former._C` (C++ on CPU, CUDA on
+GPU) when they were built for the input's device, otherwise to the pure-PyTorch reference
+based on `grid_sample`. The choice is explicit, never by catching a kernel's exception.
+
+The compiled operators are `torch.ops.mask2former.ms_deform_attn_forward` /
+`ms_deform_attn_backward` (registered with TORCH_LIBRARY; their autograd formula is a C++
+Autograd kernel). Fake implementations registered here let `torch.compile` and `torch.export`
+trace them. Set MASK2FORMER_DISABLE_EXT=1 to ignore the compiled extension (pure PyTorch).
+"""
+import importlib.util
+import math
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ms_deform_attn", "ms_deform_attn_pytorch", "available_backends", "MSDeformAttn"]
+
+_BUILD_HINT = (
+    "build it with `make build` or `pip install --no-build-isolation -e .` in the project root "
+    "(CUDA kernels are compiled when FORCE_CUDA=1, or when a GPU is visible and CUDA_HOME is set)"
+)
+
+
+def _load_extension():
+    """Returns (loaded, compiled_with_cuda, reason_if_not_loaded)."""
+    if os.environ.get("MASK2FORMER_DISABLE_EXT", "0") == "1":
+        return False, False, "disabled by MASK2FORMER_DISABLE_EXT=1"
+    if importlib.util.find_spec("mask2former._C") is None:
+        return False, False, "mask2former._C is not built"
+    try:
+        from mask2former import _C  # noqa: F401  (registers torch.ops.mask2former.*)
+    except ImportError as e:  # built, but e.g. against another torch version
+        warnings.warn(
+            f"mask2former._C exists but cannot be loaded ({e}); multi-scale deformable attention "
+            f"falls back to its PyTorch implementation. Rebuild it: {_BUILD_HINT}.",
+            stacklevel=3,
+        )
+        return False, False, f"mask2former._C failed to load: {e}"
+    return True, bool(torch.ops.mask2former.compiled_with_cuda()), ""
+
+
+_HAS_EXT, _HAS_CUDA_KERNELS, _EXT_REASON = _load_extension()
+
+
+def _register_fake(qualname):
+    """`torch.library.register_fake` (torch >= 2.4) or `impl_abstract` (torch 2.3)."""
+    if hasattr(torch.library, "register_fake"):
+        return torch.library.register_fake(qualname)
+    return torch.library.impl_abstract(qualname)
+
+
+if _HAS_EXT:
+
+    @_register_fake("mask2former::ms_deform_attn_forward")
+    def _forward_fake(value, spatial_shapes, level_start_index, sampling_locations,
+                      attention_weights):
+        for name, t in (("spatial_shapes", spatial_shapes), ("level_start_index", level_start_index),
+                        ("sampling_locations", sampling_locations),
+                        ("attention_weights", attention_weights)):
+            torch._check(t.device == value.device,
+                         lambda: f"ms_deform_attn_forward: {name} is on {t.device} but value is "
+                                 f"on {value.device}")
+        torch._check(value.dim() == 4 and sampling_locations.dim() == 6,
+                     lambda: "ms_deform_attn_forward: value must be [N, S, M, D] and "
+                             "sampling_locations [N, Lq, M, L, P, 2]")
+        N, _, M, D = value.shape
+        return value.new_empty((N, sampling_locations.shape[1], M * D))
+
+    @_register_fake("mask2former::ms_deform_attn_backward")
+    def _backward_fake(value, spatial_shapes, level_start_index, sampling_locations,
+                       attention_weights, grad_output):
+        return (torch.empty_like(value), torch.empty_like(sampling_locations),
+                torch.empty_like(attention_weights))
+
+
+def available_backends():
+    """Backends usable here: "pytorch" always, plus "native-cpu"/"native-cuda" when built."""
+    out = ["pytorch"]
+    if _HAS_EXT:
+        out.append("native-cpu")
+        if _HAS_CUDA_KERNELS:
+            out.append("native-cuda")
+    return out
+
+
+def _native_available(device):
+    if not _HAS_EXT:
+        return False
+    if device.type == "cpu":
+        return True
+    return device.type == "cuda" and _HAS_CUDA_KERNELS
+
+
+def _is_tracing(t):
+    """True under torch.compile/export/jit tracing or with fake/meta tensors (no data access)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return True
+    if t.device.type == "meta":
+        return True
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(t)
+
+
+def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    """Raises ValueError naming the offending argument (see `ms_deform_attn` for shapes)."""
+    args = {
+        "value": value,
+        "spatial_shapes": spatial_shapes,
+        "level_start_index": level_start_index,
+        "sampling_locations": sampling_locations,
+        "attention_weights": attention_weights,
+    }
+    for name, t in args.items():
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"ms_deform_attn: {name} must be a torch.Tensor, got {type(t).__name__}")
+    expected = {
+        "value": (4, "[N, S, M, D]"),
+        "spatial_shapes": (2, "[L, 2]"),
+        "level_start_index": (1, "[L]"),
+        "sampling_locations": (6, "[N, Lq, M, L, P, 2]"),
+        "attention_weights": (5, "[N, Lq, M, L, P]"),
+    }
+    for name, (rank, shape) in expected.items():
+        if args[name].dim() != rank:
+            raise ValueError(
+                f"ms_deform_attn: {name} must have shape {shape}, got {tuple(args[name].shape)}"
+            )
+    N, S, M, D = value.shape
+    L = spatial_shapes.shape[0]
+    if spatial_shapes.shape[1] != 2:
+        raise ValueError(f"ms_deform_attn: spatial_shapes must have shape [L, 2] (H, W), "
+                         f"got {tuple(spatial_shapes.shape)}")
+    if level_start_index.shape[0] != L:
+        raise ValueError(f"ms_deform_attn: level_start_index has {level_start_index.shape[0]} "
+                         f"entries but spatial_shapes has L={L} levels")
+    ls = sampling_locations.shape
+    if ls[0] != N or ls[2] != M or ls[3] != L or ls[5] != 2:
+        raise ValueError(
+            f"ms_deform_attn: sampling_locations must have shape [N, Lq, M, L, P, 2] with "
+            f"N={N}, M={M} (from value {tuple(value.shape)}) and L={L} (from spatial_shapes), "
+            f"got {tuple(ls)}"
+        )
+    if attention_weights.shape != ls[:5]:
+        raise ValueError(
+            f"ms_deform_attn: attention_weights must have shape [N, Lq, M, L, P] = {tuple(ls[:5])} "
+            f"(sampling_locations without its last dim), got {tuple(attention_weights.shape)}"
+        )
+    if not value.is_floating_point():
+        raise ValueError(f"ms_deform_attn: value must be a floating tensor, got {value.dtype}")
+    for name in ("sampling_locations", "attention_weights"):
+        if args[name].dtype != value.dtype:
+            raise ValueError(f"ms_deform_attn: {name} has dtype {args[name].dtype} but value has "
+                             f"{value.dtype}; cast them to one floating dtype")
+    for name in ("spatial_shapes", "level_start_index"):
+        if args[name].dtype != torch.int64:
+            raise ValueError(f"ms_deform_attn: {name} must be int64 (torch.long), "
+                             f"got {args[name].dtype}")
+    for name, t in args.items():
+        if t.device != value.device:
+            raise ValueError(f"ms_deform_attn: {name} is on {t.device} but value is on "
+                             f"{value.device}; move all inputs to one device")
+    if not _is_tracing(spatial_shapes):
+        shapes = spatial_shapes.tolist()
+        sizes = [h * w for h, w in shapes]
+        if any(h < 0 or w < 0 for h, w in shapes):
+            raise ValueError(f"ms_deform_attn: spatial_shapes must be non-negative, got {shapes}")
+        if sum(sizes) != S:
+            raise ValueError(f"ms_deform_attn: spatial_shapes {shapes} sum to {sum(sizes)} "
+                             f"positions but value has S={S} (value.shape[1])")
+        starts = [sum(sizes[:i]) for i in range(L)]
+        if level_start_index.tolist() != starts:
+            raise ValueError(f"ms_deform_attn: level_start_index must be {starts} (cumulative "
+                             f"sizes of spatial_shapes), got {level_start_index.tolist()}")
+
+
+def ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations,
+                           attention_weights):
+    """Reference implementation with `grid_sample` (align_corners=False, zero padding).
+
+    Args:
+        value: [N, S, M, D]
+        spatial_shapes: [L, 2] int64 (H, W) per level, sum(H*W) == S
+        level_start_index: [L] (unused by the reference; kept for a uniform signature)
+        sampling_locations: [N, Lq, M, L, P, 2] normalised (x, y); outside [0, 1] samples zeros
+        attention_weights: [N, Lq, M, L, P]
+    Returns:
+        [N, Lq, M*D]
+    """
+    N, S, M, D = value.shape
+    _, Lq, _, L, P, _ = sampling_locations.shape
+    sizes = [int(h) * int(w) for h, w in spatial_shapes.tolist()]
+    value_list = value.split(sizes, dim=1)
+    grids = 2 * sampling_locations - 1
+    sampled = []
+    for lvl, (h, w) in enumerate(spatial_shapes.tolist()):
+        v = value_list[lvl].flatten(2).transpose(1, 2).reshape(N * M, D, int(h), int(w))
+        g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)  # [N*M, Lq, P, 2]
+        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
+    attn = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L * P)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * attn).sum(-1).view(N, M * D, Lq)
+    return out.transpose(1, 2).contiguous()
+
+
+def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
+                   attention_weights, backend="auto"):
+    """Multi-scale deformable attention.
+
+    Args:
+        value: [N, S, M, D] floating (float32/float64; also float16/bfloat16 natively)
+        spatial_shapes: [L, 2] int64 (H, W) per level, sum(H*W) == S
+        level_start_index: [L] int64, exclusive cumulative sum of H*W
+        sampling_locations: [N, Lq, M, L, P, 2] normalised (x, y), same dtype as value; (0, 0)
+            is the top-left corner of the top-left pixel; points outside [0, 1] sample zeros
+        attention_weights: [N, Lq, M, L, P], same dtype as value
+        backend: "auto" (native when `mask2former._C` was built for value's device, else
+            pytorch), "native" (the compiled kernels; RuntimeError when not built for the
+            device) or "pytorch" (the `grid_sample` reference).
+    Returns:
+        [N, Lq, M*D]
+
+    All inputs must be on one device. The native path makes inputs contiguous (copying
+    non-contiguous ones); calling torch.ops.mask2former.* directly requires contiguous inputs.
+    """
+    if backend not in ("auto", "native", "pytorch"):
+        raise ValueError(f"backend must be 'auto', 'native' or 'pytorch', got {backend!r}")
+    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    native = _native_available(value.device)
+    if backend == "native" and not native:
+        why = _EXT_REASON if not _HAS_EXT else f"it was built without {value.device.type} kernels"
+        raise RuntimeError(
+            f"ms_deform_attn(backend='native') needs mask2former._C with {value.device.type} "
+            f"kernels, but {why}; {_BUILD_HINT}. Available backends: {available_backends()}"
+        )
+    if backend == "pytorch" or not native:
+        return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index,
+                                      sampling_locations, attention_weights)
+    return torch.ops.mask2former.ms_deform_attn_forward(
+        value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
+        sampling_locations.contiguous(), attention_weights.contiguous())
+
+
+class MSDeformAttn(nn.Module):
+    """Multi-scale deformable attention module (parameter names of Deformable DETR).
+
+    Args:
+        d_model: channels C; n_levels: L; n_heads: M (C % M == 0); n_points: P per level and head
+        backend: passed to `ms_deform_attn` ("auto", "native" or "pytorch")
+    """
+
+    def __init__(self, d_model=256, n_levels=4, n_heads=8, n_points=4, backend="auto"):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
+        self.backend = backend
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self._reset_parameters()
+
+    def _reset_parameters(self):
+        nn.init.constant_(self.sampling_offsets.weight, 0.0)
+        thetas = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(self.n_heads, 1, 1, 2)
+        grid = grid.repeat(1, self.n_levels, self.n_points, 1)
+        grid = grid * torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.view(-1))
+        nn.init.constant_(self.attention_weights.weight, 0.0)
+        nn.init.constant_(self.attention_weights.bias, 0.0)
+        nn.init.xavier_uniform_(self.value_proj.weight)
+        nn.init.constant_(self.value_proj.bias, 0.0)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.constant_(self.output_proj.bias, 0.0)
+
+    def forward(self, query, reference_points, input_flatten, input_spatial_shapes,
+                input_level_start_index, input_padding_mask=None):
+        """
+        Args:
+            query: [N, Lq, C]
+            reference_points: [N, Lq, L, 2] normalised (x, y)
+            input_flatten: [N, S, C]
+            input_spatial_shapes: [L, 2] int64 (H, W)
+            input_level_start_index: [L]
+            input_padding_mask: [N, S] bool, True for padding (optional)
+        Returns:
+            [N, Lq, C]
+        """
+        N, Lq, _ = query.shape
+        S = input_flatten.shape[1]
+        value = self.value_proj(input_flatten)
+        if input_padding_mask is not None:
+            value = value.masked_fill(input_padding_mask[..., None], 0.0)
+        value = value.view(N, S, self.n_heads, self.d_model // self.n_heads)
+        offsets = self.sampling_offsets(query).view(N, Lq, self.n_heads, self.n_levels, self.n_points, 2)
+        weights = self.attention_weights(query).view(N, Lq, self.n_heads, self.n_levels * self.n_points)
+        weights = weights.softmax(-1).view(N, Lq, self.n_heads, self.n_levels, self.n_points)
+        normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1)
+        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        # Under autocast value may be float16 while locations/weights are float32: sample in the
+        # widest of the three dtypes (locations need the precision), then return value's dtype.
+        dtype = torch.promote_types(torch.promote_types(value.dtype, locations.dtype), weights.dtype)
+        out = ms_deform_attn(value.to(dtype), input_spatial_shapes, input_level_start_index,
+                             locations.to(dtype), weights.to(dtype), backend=self.backend)
+        return self.output_proj(out.to(value.dtype))

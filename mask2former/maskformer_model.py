@@ -1,0 +1,259 @@
+"""The ``MaskFormer`` meta-architecture (META_ARCH_REGISTRY) of Mask2Former and MaskFormer v1."""
+
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
+from detectron2.modeling.backbone import Backbone
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+from detectron2.structures import BitMasks, ImageList
+from detectron2.utils.memory import retry_if_cuda_oom
+
+from .modeling.criterion import SetCriterion
+from .modeling.matcher import HungarianMatcher
+from .modeling.postprocessing import instance_inference, panoptic_inference, semantic_inference
+
+__all__ = ["MaskFormer", "build_criterion"]
+
+
+def build_criterion(cfg, num_classes: int) -> SetCriterion:
+    """The training criterion of ``cfg`` (Hungarian matcher + weighted CE / BCE / dice losses).
+
+    With DEEP_SUPERVISION the weights are repeated for the ``DEC_LAYERS - 1`` auxiliary outputs
+    (``loss_ce_0`` ... ``loss_dice_{DEC_LAYERS-2}``).
+    """
+    mf = cfg.MODEL.MASK_FORMER
+    matcher = HungarianMatcher(
+        cost_class=mf.CLASS_WEIGHT,
+        cost_mask=mf.MASK_WEIGHT,
+        cost_dice=mf.DICE_WEIGHT,
+        num_points=mf.TRAIN_NUM_POINTS,
+    )
+    weight_dict = {
+        "loss_ce": mf.CLASS_WEIGHT,
+        "loss_mask": mf.MASK_WEIGHT,
+        "loss_dice": mf.DICE_WEIGHT,
+    }
+    if mf.DEEP_SUPERVISION:
+        aux = {}
+        for i in range(mf.DEC_LAYERS - 1):
+            aux.update({f"{k}_{i}": v for k, v in weight_dict.items()})
+        weight_dict.update(aux)
+    return SetCriterion(
+        num_classes,
+        matcher=matcher,
+        weight_dict=weight_dict,
+        eos_coef=mf.NO_OBJECT_WEIGHT,
+        losses=["labels", "masks"],
+        num_points=mf.TRAIN_NUM_POINTS,
+        oversample_ratio=mf.OVERSAMPLE_RATIO,
+        importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
+    )
+
+
+@META_ARCH_REGISTRY.register()
+class MaskFormer(nn.Module):
+    """Backbone + MaskFormerHead; losses in training, Detectron2 result dicts at inference.
+
+    Inference (SPEC §4): the final mask logits are upsampled bilinearly to the padded batch
+    size; for panoptic/instance output (or SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE) they are
+    then cropped to the image and resized to the requested (height, width) *before*
+    post-processing; otherwise the semantic result is cropped and resized afterwards.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        sem_seg_head: nn.Module,
+        criterion: nn.Module,
+        num_queries: int,
+        object_mask_threshold: float,
+        overlap_threshold: float,
+        metadata,
+        size_divisibility: int,
+        sem_seg_postprocess_before_inference: bool,
+        pixel_mean: Tuple[float],
+        pixel_std: Tuple[float],
+        semantic_on: bool = True,
+        panoptic_on: bool = False,
+        instance_on: bool = False,
+        test_topk_per_image: int = 100,
+    ):
+        """
+        Args:
+            backbone, sem_seg_head, criterion: the parts (criterion: a SetCriterion).
+            num_queries: Q. object_mask_threshold, overlap_threshold: panoptic thresholds.
+            metadata: dataset metadata (``thing_dataset_id_to_contiguous_id`` for thing classes).
+            size_divisibility: batch padding (< 0: the backbone's).
+            sem_seg_postprocess_before_inference: resize mask logits before post-processing.
+            pixel_mean, pixel_std: per-channel normalisation in the input format.
+            semantic_on, panoptic_on, instance_on: which outputs to produce.
+            test_topk_per_image: instances per image.
+        """
+        super().__init__()
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+        self.criterion = criterion
+        self.num_queries = num_queries
+        self.overlap_threshold = overlap_threshold
+        self.object_mask_threshold = object_mask_threshold
+        self.metadata = metadata
+        if size_divisibility < 0:
+            size_divisibility = self.backbone.size_divisibility
+        self.size_divisibility = size_divisibility
+        self.sem_seg_postprocess_before_inference = sem_seg_postprocess_before_inference
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.semantic_on = semantic_on
+        self.instance_on = instance_on
+        self.panoptic_on = panoptic_on
+        self.test_topk_per_image = test_topk_per_image
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone(cfg)
+        sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
+        mf = cfg.MODEL.MASK_FORMER
+        test = mf.TEST
+        if not (test.SEMANTIC_ON or test.PANOPTIC_ON or test.INSTANCE_ON):
+            raise ValueError(
+                "MODEL.MASK_FORMER.TEST: enable at least one of SEMANTIC_ON, "
+                "PANOPTIC_ON, INSTANCE_ON"
+            )
+        return {
+            "backbone": backbone,
+            "sem_seg_head": sem_seg_head,
+            "criterion": build_criterion(cfg, sem_seg_head.num_classes),
+            "num_queries": mf.NUM_OBJECT_QUERIES,
+            "object_mask_threshold": test.OBJECT_MASK_THRESHOLD,
+            "overlap_threshold": test.OVERLAP_THRESHOLD,
+            "metadata": MetadataCatalog.get(cfg.DATASETS.TRAIN[0]) if cfg.DATASETS.TRAIN else None,
+            "size_divisibility": mf.SIZE_DIVISIBILITY,
+            "sem_seg_postprocess_before_inference": (
+                test.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE or test.PANOPTIC_ON or test.INSTANCE_ON
+            ),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "semantic_on": test.SEMANTIC_ON,
+            "instance_on": test.INSTANCE_ON,
+            "panoptic_on": test.PANOPTIC_ON,
+            "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    @property
+    def thing_ids(self) -> List[int]:
+        """Contiguous ids of the thing classes (empty when the metadata has none)."""
+        mapping = getattr(self.metadata, "thing_dataset_id_to_contiguous_id", None) or {}
+        return sorted(set(mapping.values()))
+
+    def preprocess_image(self, batched_inputs) -> ImageList:
+        images = [x["image"].to(self.device) for x in batched_inputs]
+        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
+        return ImageList.from_tensors(images, self.size_divisibility)
+
+    def forward(self, batched_inputs: List[Dict]):
+        """
+        Args:
+            batched_inputs: Detectron2 dicts with "image" (CHW, cfg.INPUT.FORMAT) and, in
+                training, "instances" (gt_classes [G], gt_masks BitMasks or [G, H, W] tensor);
+                at inference optional "height", "width" of the wanted output.
+        Returns:
+            training: dict of weighted losses. Inference: per image a dict with "sem_seg"
+            ([K, H, W]), "panoptic_seg" ((int32 [H, W], segments_info)) and/or "instances".
+        """
+        images = self.preprocess_image(batched_inputs)
+        features = self.backbone(images.tensor)
+        outputs = self.sem_seg_head(features)
+
+        if self.training:
+            if "instances" not in batched_inputs[0]:
+                raise ValueError(
+                    "MaskFormer training needs 'instances' in every input dict "
+                    "(use one of the mask_former_* / *_lsj dataset mappers)"
+                )
+            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+            targets = self.prepare_targets(gt_instances, images)
+            losses = self.criterion(outputs, targets)
+            weights = self.criterion.weight_dict
+            return {k: v * weights[k] for k, v in losses.items() if k in weights}
+
+        mask_cls_results = outputs["pred_logits"]
+        mask_pred_results = F.interpolate(
+            outputs["pred_masks"],
+            size=images.tensor.shape[-2:],
+            mode="bilinear",
+            align_corners=False,
+        )
+        del outputs
+        return [
+            self.inference_single(mask_cls, mask_pred, inputs, image_size)
+            for mask_cls, mask_pred, inputs, image_size in zip(
+                mask_cls_results, mask_pred_results, batched_inputs, images.image_sizes
+            )
+        ]
+
+    def inference_single(self, mask_cls, mask_pred, inputs, image_size):
+        """Post-process one image: mask_cls [Q, K+1], mask_pred [Q, H_pad, W_pad] logits."""
+        height = inputs.get("height", image_size[0])
+        width = inputs.get("width", image_size[1])
+        result = {}
+        if self.sem_seg_postprocess_before_inference:
+            mask_pred = retry_if_cuda_oom(sem_seg_postprocess)(mask_pred, image_size, height, width)
+            mask_cls = mask_cls.to(mask_pred)
+        mask_prob = mask_pred.sigmoid()
+        num_classes = self.sem_seg_head.num_classes
+        if self.semantic_on:
+            r = retry_if_cuda_oom(semantic_inference)(mask_cls, mask_pred, mask_prob=mask_prob)
+            if not self.sem_seg_postprocess_before_inference:
+                r = retry_if_cuda_oom(sem_seg_postprocess)(r, image_size, height, width)
+            result["sem_seg"] = r
+        if self.panoptic_on:
+            result["panoptic_seg"] = retry_if_cuda_oom(panoptic_inference)(
+                mask_cls,
+                mask_pred,
+                num_classes=num_classes,
+                object_mask_threshold=self.object_mask_threshold,
+                overlap_threshold=self.overlap_threshold,
+                thing_ids=self.thing_ids,
+                mask_prob=mask_prob,
+            )
+        if self.instance_on:
+            result["instances"] = retry_if_cuda_oom(instance_inference)(
+                mask_cls,
+                mask_pred,
+                num_classes=num_classes,
+                test_topk_per_image=self.test_topk_per_image,
+                panoptic_on=self.panoptic_on,
+                thing_ids=self.thing_ids,
+                mask_prob=mask_prob,
+            )
+        return result
+
+    def prepare_targets(self, targets, images: ImageList):
+        """Ground truth per image as {"labels" [G] int64, "masks" [G, H_pad, W_pad]} (zero-padded)."""
+        h_pad, w_pad = images.tensor.shape[-2:]
+        new_targets = []
+        for per_image in targets:
+            gt_masks = per_image.gt_masks
+            if isinstance(gt_masks, BitMasks):
+                gt_masks = gt_masks.tensor
+            if not isinstance(gt_masks, torch.Tensor):
+                raise TypeError(
+                    "gt_masks must be BitMasks or a [G, H, W] tensor, got "
+                    f"{type(gt_masks).__name__} (polygons: use mask_format 'bitmask')"
+                )
+            padded = gt_masks.new_zeros((gt_masks.shape[0], h_pad, w_pad))
+            padded[:, : gt_masks.shape[1], : gt_masks.shape[2]] = gt_masks
+            new_targets.append({"labels": per_image.gt_classes, "masks": padded})
+        return new_targets

@@ -1,0 +1,17 @@
+"""Model parts; importing them registers them into Detectron2's registries.
+
+BACKBONE_REGISTRY: D2SwinTransformer. SEM_SEG_HEADS_REGISTRY: MaskFormerHead and the pixel
+decoders BasePixelDecoder, MSDeformAttnPixelDecoder. TRANSFORMER_DECODER_REGISTRY:
+MultiScaleMaskedTransformerDecoder, StandardTransformerDecoder. META_ARCH_REGISTRY: MaskFormer.
+"""
+
+from .backbone.swin import D2SwinTransformer  # noqa: F401
+from .meta_arch.mask_former_head import MaskFormerHead  # noqa: F401
+from .pixel_decoder.fpn import BasePixelDecoder  # noqa: F401
+from .pixel_decoder.msdeformattn import MSDeformAttnPixelDecoder  # noqa: F401
+from .transformer_decoder import (  # noqa: F401
+    MultiScaleMaskedTransformerDecoder,
+    StandardTransformerDecoder,
+)
+
+from ..maskformer_model import MaskFormer  # noqa: F401,E402  (after the parts it builds)

@@ -1,0 +1,175 @@
+"""Hungarian matching between predicted queries and ground-truth segments (SPEC §6).
+
+The cost of assigning query ``q`` to ground-truth segment ``g`` of one image is::
+
+    cost_class * (-p_q(class_g)) + cost_mask * BCE(mask_q, mask_g) + cost_dice * dice(mask_q, mask_g)
+
+The two mask terms are evaluated on one shared set of ``num_points`` uniformly random points per
+image (``num_points=0``: on every pixel of the ground-truth masks, predictions bilinearly resized
+to that size). Costs are computed in fp32 with autocast disabled and sanitised (nan/inf replaced
+by large finite numbers) so that ``scipy.optimize.linear_sum_assignment`` never fails.
+"""
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from detectron2.projects.point_rend.point_features import point_sample
+
+__all__ = ["HungarianMatcher", "batch_dice_cost", "batch_sigmoid_ce_cost", "sanitize_cost"]
+
+# Replacement for non-finite costs: large enough to never be preferred, small enough that sums
+# of a few of them stay finite in float64.
+_LARGE_COST = 1e8
+
+
+def batch_dice_cost(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Pairwise dice cost.
+
+    Args:
+        inputs: [N, P] mask logits.
+        targets: [M, P] binary (0/1) float targets.
+
+    Returns:
+        [N, M] tensor, ``1 - (2 * |x ∩ t| + 1) / (|x| + |t| + 1)`` with ``x = sigmoid(inputs)``.
+    """
+    probs = inputs.sigmoid()
+    numerator = 2 * probs @ targets.t()
+    denominator = probs.sum(-1)[:, None] + targets.sum(-1)[None, :]
+    return 1 - (numerator + 1) / (denominator + 1)
+
+
+def batch_sigmoid_ce_cost(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Pairwise binary cross-entropy (with logits), averaged over points.
+
+    Args:
+        inputs: [N, P] mask logits.
+        targets: [M, P] binary (0/1) float targets.
+
+    Returns:
+        [N, M] tensor with entry (n, m) = mean_p BCE(inputs[n, p], targets[m, p]).
+    """
+    num_points = inputs.shape[1]
+    # BCE(x, t) = t * softplus(-x) + (1 - t) * softplus(x)
+    pos = F.softplus(-inputs)
+    neg = F.softplus(inputs)
+    cost = pos @ targets.t() + neg @ (1 - targets).t()
+    return cost / max(num_points, 1)
+
+
+def sanitize_cost(cost: torch.Tensor) -> torch.Tensor:
+    """Replace nan/+inf/-inf by large finite values (a nan counts as the worst possible cost)."""
+    return torch.nan_to_num(cost, nan=_LARGE_COST, posinf=_LARGE_COST, neginf=-_LARGE_COST)
+
+
+class HungarianMatcher(nn.Module):
+    """One-to-one assignment of predictions to targets, independently for each image.
+
+    Args:
+        cost_class: weight of the classification cost (-probability of the target class).
+        cost_mask: weight of the sigmoid binary cross-entropy mask cost.
+        cost_dice: weight of the dice mask cost.
+        num_points: number of uniformly random points shared by all pairs of an image;
+            0 compares masks densely at the ground-truth resolution.
+    """
+
+    def __init__(
+        self,
+        cost_class: float = 1.0,
+        cost_mask: float = 1.0,
+        cost_dice: float = 1.0,
+        num_points: int = 0,
+    ):
+        super().__init__()
+        if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
+            raise ValueError("HungarianMatcher: all costs are 0; set at least one cost weight > 0")
+        if num_points < 0:
+            raise ValueError(f"HungarianMatcher: num_points must be >= 0, got {num_points}")
+        self.cost_class = cost_class
+        self.cost_mask = cost_mask
+        self.cost_dice = cost_dice
+        self.num_points = num_points
+
+    def _sample(self, pred_masks: torch.Tensor, tgt_masks: torch.Tensor):
+        """Bring [Q,h,w] predictions and [G,H,W] targets to comparable [Q,P] / [G,P] tensors."""
+        if self.num_points > 0:
+            coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)
+            pred = point_sample(
+                pred_masks[:, None], coords.expand(pred_masks.shape[0], -1, -1), align_corners=False
+            ).squeeze(1)
+            tgt = point_sample(
+                tgt_masks[:, None], coords.expand(tgt_masks.shape[0], -1, -1), align_corners=False
+            ).squeeze(1)
+            return pred, tgt
+        if pred_masks.shape[-2:] != tgt_masks.shape[-2:]:
+            pred_masks = F.interpolate(
+                pred_masks[:, None], size=tgt_masks.shape[-2:], mode="bilinear", align_corners=False
+            ).squeeze(1)
+        return pred_masks.flatten(1), tgt_masks.flatten(1)
+
+    def cost_matrix(self, logits: torch.Tensor, pred_masks: torch.Tensor, labels: torch.Tensor,
+                    tgt_masks: torch.Tensor) -> torch.Tensor:
+        """Cost matrix of one image.
+
+        Args:
+            logits: [Q, K+1] class logits.
+            pred_masks: [Q, h, w] mask logits.
+            labels: [G] int64 target classes.
+            tgt_masks: [G, H, W] binary target masks (any dtype).
+
+        Returns:
+            [Q, G] fp32 cost matrix with only finite entries.
+        """
+        device_type = logits.device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            prob = logits.float().softmax(-1)
+            cost = -self.cost_class * prob[:, labels]
+            if self.cost_mask != 0 or self.cost_dice != 0:
+                pred, tgt = self._sample(pred_masks.float(), tgt_masks.to(torch.float32))
+                if self.cost_mask != 0:
+                    cost = cost + self.cost_mask * batch_sigmoid_ce_cost(pred, tgt)
+                if self.cost_dice != 0:
+                    cost = cost + self.cost_dice * batch_dice_cost(pred, tgt)
+        return sanitize_cost(cost)
+
+    @torch.no_grad()
+    def forward(
+        self, outputs: Dict[str, torch.Tensor], targets: List[Dict[str, torch.Tensor]]
+    ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """
+        Args:
+            outputs: {"pred_logits": [B, Q, K+1], "pred_masks": [B, Q, h, w]} (other keys ignored).
+            targets: B dicts with "labels" [G_b] int64 and "masks" [G_b, H, W].
+
+        Returns:
+            B pairs (index_i, index_j) of int64 tensors of equal length min(Q, G_b): query
+            index_i[k] is matched to target index_j[k]. index_i is sorted increasingly.
+        """
+        logits = outputs["pred_logits"]
+        pred_masks = outputs["pred_masks"]
+        if len(targets) != logits.shape[0]:
+            raise ValueError(
+                f"HungarianMatcher: {logits.shape[0]} predictions but {len(targets)} targets"
+            )
+        indices = []
+        for b, target in enumerate(targets):
+            labels = target["labels"]
+            if labels.numel() == 0:
+                empty = torch.zeros(0, dtype=torch.int64)
+                indices.append((empty, empty.clone()))
+                continue
+            cost = self.cost_matrix(logits[b], pred_masks[b], labels, target["masks"])
+            rows, cols = linear_sum_assignment(cost.cpu().numpy().astype(np.float64))
+            indices.append(
+                (torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64))
+            )
+        return indices
+
+    def extra_repr(self) -> str:
+        return (
+            f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
+            f"cost_dice={self.cost_dice}, num_points={self.num_points}"
+        )

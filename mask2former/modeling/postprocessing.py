@@ -1,0 +1,200 @@
+"""Inference post-processing of MaskFormer outputs (SPEC §5), as pure vectorised functions.
+
+All functions work on the final prediction of one image: ``mask_cls`` [Q, K+1] class logits
+(the last class is "no object") and ``mask_pred`` [Q, H, W] mask logits at output resolution.
+Optional ``mask_prob`` arguments accept ``mask_pred.sigmoid()`` when the caller already has it,
+so that running several tasks on one image computes it once.
+
+Instance boxes: the original emitted all-zero boxes; here ``pred_boxes`` are the tight boxes
+of the predicted binary masks (XYXY, ``x1 = last column + 1`` as Detectron2's
+``BitMasks.get_bounding_boxes``; all zeros for an empty mask).
+"""
+
+from typing import Collection, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from detectron2.structures import Boxes, Instances
+
+__all__ = [
+    "semantic_inference",
+    "panoptic_inference",
+    "instance_inference",
+    "masks_to_boxes",
+]
+
+
+def _class_lookup(ids: Collection[int], num_classes: int, device) -> torch.Tensor:
+    """Bool table [num_classes + 1]: True for the given contiguous class ids."""
+    table = torch.zeros(num_classes + 1, dtype=torch.bool, device=device)
+    ids = [int(i) for i in ids]
+    if ids:
+        table[torch.as_tensor(ids, dtype=torch.long, device=device)] = True
+    return table
+
+
+def semantic_inference(
+    mask_cls: torch.Tensor, mask_pred: torch.Tensor, mask_prob: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Per-class scores ``sum_q softmax(cls_q)[:K] * sigmoid(mask_q)``.
+
+    Args:
+        mask_cls: [Q, K+1] logits; mask_pred: [Q, H, W] logits.
+        mask_prob: optional precomputed ``mask_pred.sigmoid()``.
+    Returns:
+        [K, H, W] scores.
+    """
+    probs = F.softmax(mask_cls, dim=-1)[:, :-1]
+    masks = mask_pred.sigmoid() if mask_prob is None else mask_prob
+    q, h, w = masks.shape
+    return (probs.t() @ masks.reshape(q, h * w)).view(-1, h, w)
+
+
+def panoptic_inference(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    *,
+    num_classes: int,
+    object_mask_threshold: float,
+    overlap_threshold: float,
+    thing_ids: Collection[int],
+    mask_prob: Optional[torch.Tensor] = None
+) -> Tuple[torch.Tensor, List[Dict]]:
+    """Panoptic segmentation from query predictions.
+
+    Queries whose best class is not "no object" and whose score exceeds
+    ``object_mask_threshold`` are kept; each pixel goes to the kept query with the largest
+    ``score * sigmoid(mask)``. A kept query makes a segment from its pixels with sigmoid >= 0.5
+    when its assigned area, its own area (sigmoid >= 0.5) and that intersection are all
+    non-empty and assigned / own area >= ``overlap_threshold``. Segments are numbered 1, 2, ...
+    in query order; all queries of one stuff class share the first one's id.
+
+    Args:
+        mask_cls: [Q, K+1] logits; mask_pred: [Q, H, W] logits.
+        num_classes: K. thing_ids: contiguous ids of the thing classes.
+        mask_prob: optional precomputed ``mask_pred.sigmoid()``.
+    Returns:
+        (int32 [H, W] segment ids, 0 = void; list of {"id", "isthing", "category_id"}).
+    """
+    scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
+    keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+    probs = mask_pred.sigmoid() if mask_prob is None else mask_prob
+    h, w = probs.shape[-2:]
+    panoptic_seg = torch.zeros((h, w), dtype=torch.int32, device=probs.device)
+    if not bool(keep.any()):
+        return panoptic_seg, []
+
+    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], probs[keep]
+    n = cur_classes.shape[0]
+    owner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)  # [H, W] index of a kept query
+    own_prob = cur_masks.gather(0, owner[None])[0]  # the owner's sigmoid at each pixel
+    inside = own_prob >= 0.5
+    flat_owner = owner.flatten()
+    mask_area = torch.bincount(flat_owner, minlength=n)
+    final_area = torch.bincount(flat_owner[inside.flatten()], minlength=n)
+    original_area = (cur_masks >= 0.5).flatten(1).sum(1, dtype=torch.int32)
+    # the original compares the float ratio `mask_area / original_area` with the threshold
+    ratio_ok = (mask_area.double() / original_area.double().clamp_min(1)) >= overlap_threshold
+    valid = (mask_area > 0) & (original_area > 0) & (final_area > 0) & ratio_ok
+
+    is_thing = _class_lookup(thing_ids, num_classes, probs.device)[cur_classes]
+    kept_idx = valid.nonzero().flatten()
+    if kept_idx.numel() == 0:
+        return panoptic_seg, []
+    # Segment key: one per thing query, one per stuff class; ids follow first appearance.
+    kept_classes = cur_classes[kept_idx]
+    keys = torch.where(is_thing[kept_idx], -1 - kept_idx, kept_classes)
+    uniq, inverse = torch.unique(keys, return_inverse=True)
+    order = torch.arange(kept_idx.numel(), device=keys.device)
+    first = torch.full((uniq.numel(),), kept_idx.numel(), dtype=order.dtype, device=keys.device)
+    first = first.scatter_reduce(0, inverse, order, reduce="amin")
+    rank = torch.empty_like(first)
+    rank[first.argsort()] = torch.arange(first.numel(), device=first.device)  # id - 1 per key
+    segment_of_kept = rank[inverse] + 1  # [num kept] segment id
+    id_table = torch.zeros(n + 1, dtype=torch.int32, device=probs.device)
+    id_table[kept_idx] = segment_of_kept.to(torch.int32)
+    panoptic_seg = torch.where(inside, id_table[owner], panoptic_seg)
+
+    # one entry per segment, in id order: the kept query that opened it
+    first_kept = kept_idx[first[first.argsort()]]
+    segments_info = [
+        {"id": i + 1, "isthing": bool(t), "category_id": int(c)}
+        for i, (t, c) in enumerate(
+            zip(is_thing[first_kept].tolist(), cur_classes[first_kept].tolist())
+        )
+    ]
+    return panoptic_seg, segments_info
+
+
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight XYXY boxes of binary masks [N, H, W] → [N, 4] float (zeros for empty masks)."""
+    n, h, w = masks.shape
+    if n == 0:
+        return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
+    cols = masks.any(1)  # [N, W]
+    rows = masks.any(2)  # [N, H]
+    nonempty = cols.any(1)
+    x_idx = torch.arange(w, device=masks.device)
+    y_idx = torch.arange(h, device=masks.device)
+    x0 = torch.where(cols, x_idx, w).amin(1)
+    x1 = torch.where(cols, x_idx, -1).amax(1) + 1
+    y0 = torch.where(rows, y_idx, h).amin(1)
+    y1 = torch.where(rows, y_idx, -1).amax(1) + 1
+    boxes = torch.stack([x0, y0, x1, y1], 1).float()
+    return boxes * nonempty[:, None]
+
+
+def instance_inference(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    *,
+    num_classes: int,
+    test_topk_per_image: int,
+    panoptic_on: bool,
+    thing_ids: Collection[int],
+    mask_prob: Optional[torch.Tensor] = None
+) -> Instances:
+    """Instance segmentation from query predictions (no NMS, no score threshold).
+
+    The top ``test_topk_per_image`` (query, class) pairs by class probability (no-object
+    excluded) are taken, so one query may give several classes; with ``panoptic_on`` only thing
+    classes are kept. Masks are ``mask_pred > 0``; the score is the class probability times the
+    mean sigmoid inside the mask.
+
+    Args:
+        mask_cls: [Q, K+1] logits; mask_pred: [Q, H, W] logits.
+        num_classes: K; test_topk_per_image: number of pairs kept;
+        panoptic_on: keep only ``thing_ids`` classes.
+        mask_prob: optional precomputed ``mask_pred.sigmoid()``.
+    Returns:
+        Instances of image size (H, W) with ``pred_masks`` (bool [R, H, W]), ``pred_boxes``
+        (boxes of the masks), ``scores`` [R] and ``pred_classes`` [R] int64.
+    """
+    image_size = tuple(mask_pred.shape[-2:])
+    scores = F.softmax(mask_cls, dim=-1)[:, :-1]
+    k = min(test_topk_per_image, scores.numel())
+    scores_per_image, topk = scores.flatten().topk(k, sorted=False)
+    labels_per_image = topk % num_classes
+    query_idx = torch.div(topk, num_classes, rounding_mode="floor")
+    if panoptic_on:
+        keep = _class_lookup(thing_ids, num_classes, mask_cls.device)[labels_per_image]
+        scores_per_image = scores_per_image[keep]
+        labels_per_image = labels_per_image[keep]
+        query_idx = query_idx[keep]
+
+    # per distinct query (a query may appear with several classes), then expanded
+    queries, inverse = torch.unique(query_idx, return_inverse=True)
+    binary = mask_pred[queries] > 0
+    probs = mask_pred[queries].sigmoid() if mask_prob is None else mask_prob[queries]
+    area = binary.flatten(1).sum(1, dtype=torch.int32)
+    mask_scores = torch.where(binary, probs, 0).flatten(1).sum(1) / (area + 1e-6)
+    boxes = masks_to_boxes(binary)
+    binary, mask_scores, boxes = binary[inverse], mask_scores[inverse], boxes[inverse]
+
+    result = Instances(image_size)
+    result.pred_masks = binary
+    result.pred_boxes = Boxes(boxes)
+    result.scores = scores_per_image * mask_scores
+    result.pred_classes = labels_per_image
+    return result

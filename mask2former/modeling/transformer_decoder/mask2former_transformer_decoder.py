@@ -1,0 +1,226 @@
+"""The masked-attention transformer decoder of Mask2Former (SPEC §4)."""
+
+from typing import List
+
+import fvcore.nn.weight_init as weight_init
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import Conv2d
+
+from .blocks import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from .build import TRANSFORMER_DECODER_REGISTRY
+from .position_encoding import PositionEmbeddingSine
+
+__all__ = [
+    "MultiScaleMaskedTransformerDecoder",
+    "predict_from_queries",
+    "attention_mask_from_logits",
+    "aux_outputs",
+    "make_input_proj",
+]
+
+
+def predict_from_queries(queries, decoder_norm, class_embed, mask_embed, mask_features):
+    """Class logits and mask logits from decoded queries (both transformer decoders use it).
+
+    Args:
+        queries: [Q, N, C] decoder output (sequence-first).
+        decoder_norm: LayerNorm applied first; class_embed: Linear(C, K+1) or None;
+        mask_embed: MLP(C → mask_dim); mask_features: [N, mask_dim, H, W].
+    Returns:
+        class logits [N, Q, K+1] (None without class_embed), mask logits [N, Q, H, W].
+    """
+    out = decoder_norm(queries).transpose(0, 1)
+    logits = class_embed(out) if class_embed is not None else None
+    masks = torch.einsum("bqc,bchw->bqhw", mask_embed(out), mask_features)
+    return logits, masks
+
+
+def make_input_proj(in_channels, hidden_dim, enforce=False):
+    """1x1 conv from ``in_channels`` to ``hidden_dim``; identity (an empty Sequential, no
+    parameters) when the widths match and ``enforce`` is False."""
+    if in_channels != hidden_dim or enforce:
+        proj = Conv2d(in_channels, hidden_dim, kernel_size=1)
+        weight_init.c2_xavier_fill(proj)
+        return proj
+    return nn.Sequential()
+
+
+def aux_outputs(classes, masks):
+    """Per-layer predictions except the last, as the list of dicts the criterion expects."""
+    if classes is None:
+        return [{"pred_masks": m} for m in masks[:-1]]
+    return [{"pred_logits": c, "pred_masks": m} for c, m in zip(classes[:-1], masks[:-1])]
+
+
+def attention_mask_from_logits(mask_logits, size, num_heads):
+    """Masked-attention mask for the next decoder layer.
+
+    Args:
+        mask_logits: [N, Q, H, W] mask logits of the current prediction.
+        size: (h, w) of the feature level the next layer attends to.
+        num_heads: attention heads (the mask is the same for every head).
+    Returns:
+        [N*num_heads, Q, h*w] bool, True = blocked (sigmoid < 0.5); a query whose row would be
+        fully blocked attends everywhere instead. Detached.
+    """
+    m = F.interpolate(mask_logits.detach(), size=size, mode="bilinear", align_corners=False)
+    blocked = m.flatten(2).sigmoid() < 0.5  # [N, Q, hw]
+    blocked = blocked & ~blocked.all(-1, keepdim=True)
+    return blocked.repeat_interleave(num_heads, dim=0)
+
+
+@TRANSFORMER_DECODER_REGISTRY.register()
+class MultiScaleMaskedTransformerDecoder(nn.Module):
+    """Masked-attention decoder over the pixel decoder's 1/32, 1/16 and 1/8 maps (round robin).
+
+    Each of ``dec_layers`` layers does masked cross-attention (to the foreground of the previous
+    prediction), self-attention and an FFN; a prediction is made from the learnable queries
+    before the first layer and after every layer, and each prediction gives the attention mask
+    of the next layer.
+    """
+
+    _version = 2
+
+    @configurable
+    def __init__(
+        self,
+        in_channels,
+        mask_classification=True,
+        *,
+        num_classes: int,
+        hidden_dim: int,
+        num_queries: int,
+        nheads: int,
+        dim_feedforward: int,
+        dec_layers: int,
+        pre_norm: bool,
+        mask_dim: int,
+        enforce_input_project: bool,
+        num_feature_levels: int = 3,
+    ):
+        """
+        Args:
+            in_channels: channels of the multi-scale features.
+            mask_classification: predict class logits (always True for Mask2Former).
+            num_classes: K (the class head has K+1 outputs, the last is "no object").
+            hidden_dim: transformer width; num_queries: Q; nheads: attention heads.
+            dim_feedforward: FFN width; dec_layers: number of decoder layers (the config's
+                DEC_LAYERS minus 1); pre_norm: pre-norm residual blocks.
+            mask_dim: channels of the mask features; enforce_input_project: always add a 1x1
+                conv on the memory even when ``in_channels == hidden_dim``.
+            num_feature_levels: number of multi-scale maps (3).
+        """
+        super().__init__()
+        if not mask_classification:
+            raise ValueError("MultiScaleMaskedTransformerDecoder only supports mask classification")
+        self.mask_classification = mask_classification
+        self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
+        self.num_heads = nheads
+        self.num_layers = dec_layers
+        self.transformer_self_attention_layers = nn.ModuleList(
+            SelfAttentionLayer(hidden_dim, nheads, dropout=0.0, normalize_before=pre_norm)
+            for _ in range(dec_layers)
+        )
+        self.transformer_cross_attention_layers = nn.ModuleList(
+            CrossAttentionLayer(hidden_dim, nheads, dropout=0.0, normalize_before=pre_norm)
+            for _ in range(dec_layers)
+        )
+        self.transformer_ffn_layers = nn.ModuleList(
+            FFNLayer(hidden_dim, dim_feedforward, dropout=0.0, normalize_before=pre_norm)
+            for _ in range(dec_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+
+        self.num_queries = num_queries
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)  # content
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)  # position
+        self.num_feature_levels = num_feature_levels
+        self.level_embed = nn.Embedding(num_feature_levels, hidden_dim)
+        self.input_proj = nn.ModuleList(
+            make_input_proj(in_channels, hidden_dim, enforce_input_project)
+            for _ in range(num_feature_levels)
+        )
+
+        self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+
+    @classmethod
+    def from_config(cls, cfg, in_channels, mask_classification):
+        mf = cfg.MODEL.MASK_FORMER
+        if mf.DEC_LAYERS < 1:
+            raise ValueError(f"MODEL.MASK_FORMER.DEC_LAYERS must be >= 1, got {mf.DEC_LAYERS}")
+        if mf.DROPOUT != 0.0:
+            raise ValueError(
+                "MultiScaleMaskedTransformerDecoder has no dropout (as released); "
+                f"set MODEL.MASK_FORMER.DROPOUT 0.0 (got {mf.DROPOUT})"
+            )
+        return {
+            "in_channels": in_channels,
+            "mask_classification": mask_classification,
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "hidden_dim": mf.HIDDEN_DIM,
+            "num_queries": mf.NUM_OBJECT_QUERIES,
+            "nheads": mf.NHEADS,
+            "dim_feedforward": mf.DIM_FEEDFORWARD,
+            # DEC_LAYERS counts the prediction from the learnable queries: 10 -> 9 layers.
+            "dec_layers": mf.DEC_LAYERS - 1,
+            "pre_norm": mf.PRE_NORM,
+            "enforce_input_project": mf.ENFORCE_INPUT_PROJ,
+            "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
+        }
+
+    def _predict(self, output, mask_features):
+        return predict_from_queries(
+            output, self.decoder_norm, self.class_embed, self.mask_embed, mask_features
+        )
+
+    def forward(self, x: List[torch.Tensor], mask_features: torch.Tensor, mask=None):
+        """
+        Args:
+            x: ``num_feature_levels`` maps [N, C, H_l, W_l], coarsest first.
+            mask_features: [N, mask_dim, H/4, W/4].
+            mask: unused (no padding masks), kept for the head's uniform call.
+        Returns:
+            {"pred_logits": [N, Q, K+1], "pred_masks": [N, Q, H/4, W/4],
+             "aux_outputs": [{"pred_logits", "pred_masks"}] * dec_layers} — aux_outputs[0] is
+            the prediction from the learnable queries.
+        """
+        if len(x) != self.num_feature_levels:
+            raise ValueError(f"expected {self.num_feature_levels} feature levels, got {len(x)}")
+        src, pos, sizes = [], [], []
+        for i, feat in enumerate(x):
+            sizes.append(feat.shape[-2:])
+            pos.append(self.pe_layer(feat).flatten(2).permute(2, 0, 1))  # [HW, N, C]
+            memory = self.input_proj[i](feat).flatten(2) + self.level_embed.weight[i][None, :, None]
+            src.append(memory.permute(2, 0, 1))
+        n = src[0].shape[1]
+        query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, n, 1)
+        output = self.query_feat.weight.unsqueeze(1).repeat(1, n, 1)
+
+        classes, masks = [], []
+        logits, mask_logits = self._predict(output, mask_features)
+        attn_mask = attention_mask_from_logits(mask_logits, sizes[0], self.num_heads)
+        classes.append(logits)
+        masks.append(mask_logits)
+        for i in range(self.num_layers):
+            level = i % self.num_feature_levels
+            output = self.transformer_cross_attention_layers[i](
+                output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_embed
+            )
+            output = self.transformer_self_attention_layers[i](output, query_pos=query_embed)
+            output = self.transformer_ffn_layers[i](output)
+            logits, mask_logits = self._predict(output, mask_features)
+            classes.append(logits)
+            masks.append(mask_logits)
+            if i + 1 < self.num_layers:
+                next_size = sizes[(i + 1) % self.num_feature_levels]
+                attn_mask = attention_mask_from_logits(mask_logits, next_size, self.num_heads)
+        return {
+            "pred_logits": classes[-1],
+            "pred_masks": masks[-1],
+            "aux_outputs": aux_outputs(classes, masks),
+        }

@@ -1,0 +1,1 @@
+"""Utilities: crash-safe file writes, safe weight loading, robust sample loading."""

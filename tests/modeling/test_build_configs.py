@@ -1,0 +1,43 @@
+"""Every model config of configs/ builds (on the meta device: layout only, no weights)."""
+
+import pytest
+
+from model_helpers import all_config_files, build_on_meta
+
+# parameter counts (millions, 2 decimals) of representative builds: SPEC §8 gives
+# R50 44.0 M, Swin-T 47.4 M, Swin-L 215.5 M for COCO panoptic.
+EXPECTED_MPARAMS = {
+    "coco/panoptic/r50.yaml": 43.98,
+    "coco/panoptic/swin_t.yaml": 47.44,
+    "coco/panoptic/swin_l.yaml": 215.54,
+}
+
+
+def test_config_families_complete():
+    files = set(all_config_files())
+    for task in ("panoptic", "instance"):
+        for b in ("r50", "r101", "swin_t", "swin_s", "swin_b", "swin_b_in21k", "swin_l"):
+            assert f"coco/{task}/{b}.yaml" in files
+    for b in ("r50", "r101", "swin_t", "swin_s", "swin_b", "swin_b_in21k", "swin_l"):
+        assert f"ade20k/semantic/{b}.yaml" in files
+    for task in ("panoptic", "instance"):
+        for b in ("r50", "swin_l"):
+            assert f"ade20k/{task}/{b}.yaml" in files
+    for task in ("semantic", "instance", "panoptic"):
+        for b in ("r50", "r101", "swin_t", "swin_s", "swin_b_in21k", "swin_l"):
+            assert f"cityscapes/{task}/{b}.yaml" in files
+    for task in ("semantic", "panoptic"):
+        for b in ("r50", "swin_l"):
+            assert f"mapillary_vistas/{task}/{b}.yaml" in files
+    assert "coco/panoptic/maskformer_r50.yaml" in files
+
+
+@pytest.mark.parametrize("rel", all_config_files())
+def test_config_builds(rel):
+    model = build_on_meta(rel)
+    for attr in ("backbone", "sem_seg_head", "criterion", "pixel_mean", "pixel_std"):
+        assert hasattr(model, attr)
+    assert model.size_divisibility == 32
+    mparams = sum(p.numel() for p in model.parameters()) / 1e6
+    if rel in EXPECTED_MPARAMS:
+        assert round(mparams, 2) == EXPECTED_MPARAMS[rel]

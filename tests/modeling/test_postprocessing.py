@@ -1,0 +1,176 @@
+"""Post-processing (SPEC §5) against straightforward loop implementations of the same rules."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from detectron2.structures import BitMasks
+
+from mask2former.modeling.postprocessing import (
+    instance_inference,
+    masks_to_boxes,
+    panoptic_inference,
+    semantic_inference,
+)
+
+K = 7
+THINGS = [0, 1, 2, 3]  # classes 4..6 are stuff
+
+
+def reference_panoptic(mask_cls, mask_pred, num_classes, obj_thr, overlap_thr, thing_ids):
+    """The walk over kept queries, written as plainly as possible."""
+    scores, labels = F.softmax(mask_cls, -1).max(-1)
+    keep = labels.ne(num_classes) & (scores > obj_thr)
+    masks = mask_pred.sigmoid()[keep]
+    cur_scores, cur_classes = scores[keep], labels[keep]
+    seg = torch.zeros(mask_pred.shape[-2:], dtype=torch.int32)
+    info = []
+    if masks.shape[0] == 0:
+        return seg, info
+    ids = (cur_scores[:, None, None] * masks).argmax(0)
+    stuff_seen = {}
+    current = 0
+    for k in range(cur_classes.shape[0]):
+        c = int(cur_classes[k])
+        isthing = c in thing_ids
+        area = int((ids == k).sum())
+        orig = int((masks[k] >= 0.5).sum())
+        m = (ids == k) & (masks[k] >= 0.5)
+        if area > 0 and orig > 0 and int(m.sum()) > 0:
+            if area / orig < overlap_thr:
+                continue
+            if not isthing:
+                if c in stuff_seen:
+                    seg[m] = stuff_seen[c]
+                    continue
+                stuff_seen[c] = current + 1
+            current += 1
+            seg[m] = current
+            info.append({"id": current, "isthing": isthing, "category_id": c})
+    return seg, info
+
+
+def random_case(seed, q=30, h=24, w=20, confident=True):
+    g = torch.Generator().manual_seed(seed)
+    mask_cls = torch.randn(q, K + 1, generator=g) * (6.0 if confident else 1.0)
+    # blobby masks so that queries overlap and compete
+    mask_pred = F.interpolate(
+        torch.randn(1, q, h // 4, w // 4, generator=g) * 4,
+        size=(h, w),
+        mode="bilinear",
+        align_corners=False,
+    )[0]
+    return mask_cls, mask_pred
+
+
+def test_semantic_matches_einsum():
+    mask_cls, mask_pred = random_case(0)
+    got = semantic_inference(mask_cls, mask_pred)
+    want = torch.einsum("qc,qhw->chw", F.softmax(mask_cls, -1)[:, :-1], mask_pred.sigmoid())
+    assert got.shape == (K, *mask_pred.shape[-2:])
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("obj_thr,overlap_thr", [(0.0, 0.0), (0.5, 0.3), (0.3, 0.2), (0.3, 0.35)])
+def test_panoptic_matches_reference_walk(seed, obj_thr, overlap_thr):
+    mask_cls, mask_pred = random_case(seed)
+    got_seg, got_info = panoptic_inference(
+        mask_cls,
+        mask_pred,
+        num_classes=K,
+        object_mask_threshold=obj_thr,
+        overlap_threshold=overlap_thr,
+        thing_ids=THINGS,
+    )
+    want_seg, want_info = reference_panoptic(mask_cls, mask_pred, K, obj_thr, overlap_thr, THINGS)
+    assert got_seg.dtype == torch.int32
+    assert torch.equal(got_seg, want_seg)
+    assert got_info == want_info
+
+
+def test_panoptic_stuff_segments_are_merged():
+    # two queries of stuff class 5 in separate halves, one thing query
+    q, h, w = 3, 8, 8
+    mask_cls = torch.full((q, K + 1), -10.0)
+    mask_cls[0, 5] = mask_cls[1, 5] = mask_cls[2, 1] = 10.0
+    mask_pred = torch.full((q, h, w), -10.0)
+    mask_pred[0, :, :3] = 10
+    mask_pred[1, :, 3:6] = 10
+    mask_pred[2, :, 6:] = 10
+    seg, info = panoptic_inference(
+        mask_cls,
+        mask_pred,
+        num_classes=K,
+        object_mask_threshold=0.5,
+        overlap_threshold=0.5,
+        thing_ids=THINGS,
+    )
+    assert info == [
+        {"id": 1, "isthing": False, "category_id": 5},
+        {"id": 2, "isthing": True, "category_id": 1},
+    ]
+    assert (seg[:, :6] == 1).all() and (seg[:, 6:] == 2).all()
+
+
+def test_panoptic_nothing_kept():
+    mask_cls = torch.zeros(4, K + 1)
+    mask_cls[:, K] = 10.0  # every query predicts no-object
+    seg, info = panoptic_inference(
+        mask_cls,
+        torch.randn(4, 5, 6),
+        num_classes=K,
+        object_mask_threshold=0.8,
+        overlap_threshold=0.8,
+        thing_ids=THINGS,
+    )
+    assert info == [] and seg.shape == (5, 6) and not seg.any()
+
+
+@pytest.mark.parametrize("panoptic_on", [False, True])
+def test_instance_matches_reference(panoptic_on):
+    mask_cls, mask_pred = random_case(3, q=20)
+    topk = 25
+    res = instance_inference(
+        mask_cls,
+        mask_pred,
+        num_classes=K,
+        test_topk_per_image=topk,
+        panoptic_on=panoptic_on,
+        thing_ids=THINGS,
+    )
+    scores = F.softmax(mask_cls, -1)[:, :-1]
+    want = []
+    for flat in scores.flatten().topk(topk).indices.tolist():
+        qi, c = divmod(flat, K)
+        if panoptic_on and c not in THINGS:
+            continue
+        m = mask_pred[qi] > 0
+        mscore = (mask_pred[qi].sigmoid() * m).sum() / (m.sum() + 1e-6)
+        want.append((float(scores[qi, c] * mscore), c, m))
+    assert len(res) == len(want)
+    order = torch.argsort(res.scores, descending=True)
+    want.sort(key=lambda t: -t[0])
+    for i, (s, c, m) in zip(order.tolist(), want):
+        assert res.scores[i].item() == pytest.approx(s, rel=1e-5)
+        assert res.pred_classes[i].item() == c
+        assert torch.equal(res.pred_masks[i], m)
+    assert res.image_size == tuple(mask_pred.shape[-2:])
+    boxes = BitMasks(res.pred_masks).get_bounding_boxes().tensor
+    torch.testing.assert_close(res.pred_boxes.tensor, boxes)
+    if panoptic_on:
+        assert all(c in THINGS for c in res.pred_classes.tolist())
+
+
+def test_masks_to_boxes_matches_detectron2_and_handles_empty():
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(6, 9, 11, generator=g) > 0.9
+    masks[2] = False
+    masks[3] = False
+    masks[3, 4, 7] = True
+    want = BitMasks(masks).get_bounding_boxes().tensor
+    got = masks_to_boxes(masks)
+    torch.testing.assert_close(got, want)
+    assert got[2].tolist() == [0, 0, 0, 0]
+    assert got[3].tolist() == [7, 4, 8, 5]
+    assert masks_to_boxes(torch.zeros(0, 4, 4, dtype=torch.bool)).shape == (0, 4)

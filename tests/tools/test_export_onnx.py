@@ -1,0 +1,81 @@
+"""tools/export_onnx.py: the inference network (backbone + sem_seg_head, deformable attention
+via its "pytorch" backend) exported at a fixed size runs in onnxruntime on CPU and gives the
+same pred_logits / pred_masks as PyTorch."""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+import torch
+
+from detectron2.config import get_cfg
+
+from mask2former import add_maskformer2_config
+from mask2former.layers import MSDeformAttn
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SMALL_CONFIG = os.path.join(ROOT, "tests", "modeling", "backbone", "small_swin_maskformer.yaml")
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "export_onnx", os.path.join(ROOT, "tools", "export_onnx.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _deterministic_init(module):
+    sys.path.insert(0, os.path.join(ROOT, "..", "shared", "tools"))
+    try:
+        from deterministic_init import deterministic_init_
+    finally:
+        sys.path.pop(0)
+    return deterministic_init_(module)
+
+
+def small_swin_cfg():
+    """The released Swin Mask2Former architecture, scaled down so export takes seconds."""
+    cfg = get_cfg()
+    add_maskformer2_config(cfg)
+    cfg.merge_from_file(SMALL_CONFIG)
+    return cfg
+
+
+def test_onnxruntime_matches_pytorch(tmp_path):
+    tool = _load_tool()
+    torch.manual_seed(0)
+    net = tool.build_inference_network(small_swin_cfg())
+    # weights of ../shared/tools/deterministic_init.py: unlike the default init, every
+    # deformable-attention offset and weight is non-trivial
+    _deterministic_init(net)
+    deform = [m for m in net.modules() if isinstance(m, MSDeformAttn)]
+    assert deform and all(m.backend == "pytorch" for m in deform)
+
+    # 80x96: the 1/32 map (3x3) is smaller than a Swin window, the 1/4 map (20x24) is not a
+    # multiple of it, so the padded and shifted-window paths are part of the graph.
+    path = str(tmp_path / "model.onnx")
+    example = tool.export_onnx(net, path, 80, 96)
+    assert os.path.getsize(path) > 0
+
+    image = torch.rand(1, 3, 80, 96, generator=torch.Generator().manual_seed(1)) * 255
+    assert not torch.equal(image, example)  # not only the traced input
+    with torch.no_grad():
+        want = dict(zip(tool.OUTPUT_NAMES, net(image)))
+    got = tool.run_onnxruntime(path, image)
+    assert got["pred_logits"].shape == (1, 8, 6)
+    assert got["pred_masks"].shape == (1, 8, 20, 24)
+    errors = {name: tool.max_rel_err(got[name], want[name]) for name in tool.OUTPUT_NAMES}
+    print("onnxruntime vs PyTorch max rel err:", {k: f"{v:.1e}" for k, v in errors.items()})
+    assert all(e <= 1e-3 for e in errors.values()), errors
+
+
+def test_rejects_size_not_divisible():
+    tool = _load_tool()
+    with pytest.raises(ValueError, match="multiples of 32"):
+        tool.parse_size("100x96", 32)
+    with pytest.raises(ValueError, match="HxW"):
+        tool.parse_size("96", 32)
+    assert tool.parse_size("64X96", 32) == (64, 96)

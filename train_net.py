@@ -9,6 +9,7 @@ Distributed: ``--num-gpus N`` starts N processes per machine (NCCL with GPUs; on
 machine N gloo processes: set ``MODEL.DEVICE cpu``, or it is set for you when CUDA is missing).
 Several machines: ``--num-machines M --machine-rank R --dist-url tcp://HOST:PORT`` on each.
 """
+
 import logging
 import os
 import weakref
@@ -101,12 +102,14 @@ def build_evaluators(cfg, dataset_name, output_folder):
             evaluators.append(COCOPanopticEvaluator(dataset_name, output_folder))
         if test.SEMANTIC_ON:
             evaluators.append(
-                CityscapesSemSegEvaluator(dataset_name) if cityscapes
+                CityscapesSemSegEvaluator(dataset_name)
+                if cityscapes
                 else SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
             )
         if test.INSTANCE_ON:
             evaluators.append(
-                CityscapesInstanceEvaluator(dataset_name) if cityscapes
+                CityscapesInstanceEvaluator(dataset_name)
+                if cityscapes
                 else InstanceSegEvaluator(dataset_name, output_dir=output_folder)
             )
     if not evaluators:
@@ -142,12 +145,16 @@ class Trainer(DefaultTrainer):
         model = create_ddp_model(model, **ddp_kwargs)
         use_amp = cfg.SOLVER.AMP.ENABLED and not on_cpu
         if cfg.SOLVER.AMP.ENABLED and on_cpu:
-            logger.warning("SOLVER.AMP.ENABLED is ignored on CPU (Detectron2's AMPTrainer needs "
-                           "CUDA): training in fp32.")
+            logger.warning(
+                "SOLVER.AMP.ENABLED is ignored on CPU (Detectron2's AMPTrainer needs "
+                "CUDA): training in fp32."
+            )
         self._trainer = (AMPTrainer if use_amp else SimpleTrainer)(model, data_loader, optimizer)
 
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = DetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -191,8 +198,14 @@ class Trainer(DefaultTrainer):
         """Semantic multi-scale + flip TTA over cfg.TEST.AUG; results keys get a "_TTA" suffix."""
         logger.info("Running inference with test-time augmentation ...")
         model = SemanticSegmentorWithTTA(cfg, model)
+        # TTA produces semantic segmentation only: evaluate that output alone
+        sem_cfg = cfg.clone()
+        sem_cfg.defrost()
+        sem_cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = True
+        sem_cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False
+        sem_cfg.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
         evaluators = [
-            cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA"))
+            cls.build_evaluator(sem_cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA"))
             for name in cfg.DATASETS.TEST
         ]
         res = cls.test(cfg, model, evaluators)

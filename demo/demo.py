@@ -31,10 +31,9 @@ except ModuleNotFoundError as e:  # running from a checkout without `pip install
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mask2former import add_maskformer2_config  # noqa: E402
 from mask2former.engine import ConfigError, add_reliability_config, merge_config_checked  # noqa: E402
-from mask2former.engine import merge_config_checked  # noqa: E402
+from mask2former.utils.sample_loading import read_image  # noqa: E402  (16-bit, RGBA, ...)
 
 from detectron2.config import get_cfg  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from detectron2.utils.visualizer import ColorMode  # noqa: E402
 

@@ -144,4 +144,9 @@ def add_maskformer2_config(cfg):
     _set_default(swin, "PATCH_NORM", True)
     _set_default(swin, "OUT_FEATURES", ["res2", "res3", "res4", "res5"])
     _set_default(swin, "USE_CHECKPOINT", False)
+
+    # ---- reliability (non-finite loss guard, bad-sample skipping): mask2former/engine ----
+    from .engine.config import add_reliability_config
+
+    add_reliability_config(cfg)
     return cfg

@@ -10,13 +10,17 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
 from detectron2.modeling.backbone import Backbone
-from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import BitMasks, ImageList
 from detectron2.utils.memory import retry_if_cuda_oom
 
 from .modeling.criterion import SetCriterion
 from .modeling.matcher import HungarianMatcher
-from .modeling.postprocessing import instance_inference, panoptic_inference, semantic_inference
+from .modeling.postprocessing import (
+    crop_and_resize,
+    instance_inference,
+    panoptic_inference,
+    semantic_inference,
+)
 
 __all__ = ["MaskFormer", "build_criterion"]
 
@@ -157,6 +161,23 @@ class MaskFormer(nn.Module):
         mapping = getattr(self.metadata, "thing_dataset_id_to_contiguous_id", None) or {}
         return sorted(set(mapping.values()))
 
+    def padding_groups(self, batched_inputs) -> List[List[int]]:
+        """Indices of the inputs grouped by the size each would be padded to on its own.
+
+        Padding changes the features of the whole image, not only of the padded area
+        (convolutions near the border, GroupNorm statistics, the position encodings and the
+        attention of both decoders all see it), so inference runs each group as one batch:
+        within a group the padded size is the one each image gets alone.
+        """
+        d = self.size_divisibility
+        groups: Dict[Tuple[int, int], List[int]] = {}
+        for i, x in enumerate(batched_inputs):
+            h, w = (int(v) for v in x["image"].shape[-2:])
+            if d > 1:
+                h, w = (h + d - 1) // d * d, (w + d - 1) // d * d
+            groups.setdefault((h, w), []).append(i)
+        return list(groups.values())
+
     def preprocess_image(self, batched_inputs) -> ImageList:
         images = [x["image"].to(self.device) for x in batched_inputs]
         images = [(x - self.pixel_mean) / self.pixel_std for x in images]
@@ -171,7 +192,18 @@ class MaskFormer(nn.Module):
         Returns:
             training: dict of weighted losses. Inference: per image a dict with "sem_seg"
             ([K, H, W]), "panoptic_seg" ((int32 [H, W], segments_info)) and/or "instances".
+
+        At inference, images of different padded sizes are run as separate batches (see
+        `padding_groups`), so that a batch gives the same results as one image at a time.
         """
+        if not self.training:
+            groups = self.padding_groups(batched_inputs)
+            if len(groups) > 1:
+                results = [None] * len(batched_inputs)
+                for idx in groups:
+                    for i, r in zip(idx, self.forward([batched_inputs[i] for i in idx])):
+                        results[i] = r
+                return results
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         outputs = self.sem_seg_head(features)
@@ -209,14 +241,14 @@ class MaskFormer(nn.Module):
         width = inputs.get("width", image_size[1])
         result = {}
         if self.sem_seg_postprocess_before_inference:
-            mask_pred = retry_if_cuda_oom(sem_seg_postprocess)(mask_pred, image_size, height, width)
+            mask_pred = retry_if_cuda_oom(crop_and_resize)(mask_pred, image_size, height, width)
             mask_cls = mask_cls.to(mask_pred)
         mask_prob = mask_pred.sigmoid()
         num_classes = self.sem_seg_head.num_classes
         if self.semantic_on:
             r = retry_if_cuda_oom(semantic_inference)(mask_cls, mask_pred, mask_prob=mask_prob)
             if not self.sem_seg_postprocess_before_inference:
-                r = retry_if_cuda_oom(sem_seg_postprocess)(r, image_size, height, width)
+                r = retry_if_cuda_oom(crop_and_resize)(r, image_size, height, width)
             result["sem_seg"] = r
         if self.panoptic_on:
             result["panoptic_seg"] = retry_if_cuda_oom(panoptic_inference)(

@@ -11,6 +11,7 @@
   Other clip types ("value", "norm") use Detectron2's per-parameter clipping.
 - LR schedule: ``SOLVER.LR_SCHEDULER_NAME "WarmupPolyLR"`` (DeepLab) or any of Detectron2's.
 """
+
 import itertools
 import logging
 from typing import Any, Dict, List, Set, Type
@@ -101,7 +102,9 @@ def add_full_model_gradient_clipping(
             torch.nn.utils.clip_grad_norm_(all_params, clip_norm_val)
             return super().step(closure=closure)
 
-    FullModelGradientClippingOptimizer.__name__ = f"FullModelGradientClipping{optimizer_type.__name__}"
+    FullModelGradientClippingOptimizer.__name__ = (
+        f"FullModelGradientClipping{optimizer_type.__name__}"
+    )
     FullModelGradientClippingOptimizer.__qualname__ = FullModelGradientClippingOptimizer.__name__
     return FullModelGradientClippingOptimizer
 
@@ -124,7 +127,10 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
 
     name = solver.OPTIMIZER.upper()
     if name == "SGD":
-        opt_type, kwargs = torch.optim.SGD, {"momentum": solver.MOMENTUM, "nesterov": solver.NESTEROV}
+        opt_type, kwargs = torch.optim.SGD, {
+            "momentum": solver.MOMENTUM,
+            "nesterov": solver.NESTEROV,
+        }
     elif name == "ADAMW":
         opt_type, kwargs = torch.optim.AdamW, {}
     else:

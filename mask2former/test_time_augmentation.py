@@ -1,4 +1,5 @@
 """Multi-scale + flip test-time augmentation for semantic segmentation (cfg.TEST.AUG)."""
+
 import copy
 from typing import Dict, List
 
@@ -56,8 +57,9 @@ class SemanticSegmentorWithTTA(nn.Module):
             for x in chunk:
                 x["height"], x["width"] = orig_shape
             with torch.no_grad():
-                outputs = self.model([{k: v for k, v in x.items() if k != "transforms"}
-                                      for x in chunk])
+                outputs = self.model(
+                    [{k: v for k, v in x.items() if k != "transforms"} for x in chunk]
+                )
             for x, out in zip(chunk, outputs):
                 scores = out["sem_seg"]
                 if any(isinstance(t, HFlipTransform) for t in x["transforms"].transforms):

@@ -1,5 +1,6 @@
 """train_net.py: optimizer / clipping / schedule / evaluators / TTA, and real training runs
 (loss decreasing, resume, 2 processes, 2 "machines") of a tiny model on generated data."""
+
 import json
 import os
 import socket
@@ -215,7 +216,7 @@ def test_full_model_clipping_happens_after_amp_unscale():
     plain = _param_after_one_step(use_scaler=False, clip=True)
     scaled = _param_after_one_step(use_scaler=True, clip=True)
     # grad (1,2,3,4) clipped to norm 0.01, lr 1 → the same step with and without the scaler
-    expected = torch.ones(4) - torch.tensor([1.0, 2.0, 3.0, 4.0]) / 30 ** 0.5 * 0.01
+    expected = torch.ones(4) - torch.tensor([1.0, 2.0, 3.0, 4.0]) / 30**0.5 * 0.01
     assert torch.allclose(plain, expected, atol=1e-6)
     assert torch.allclose(scaled, expected, atol=1e-6)
     # and clipping really changes the step
@@ -224,7 +225,9 @@ def test_full_model_clipping_happens_after_amp_unscale():
 
 def test_full_model_clipping_uses_global_norm():
     a, b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
-    opt = add_full_model_gradient_clipping(torch.optim.SGD, 1.0)([{"params": [a]}, {"params": [b]}], lr=1.0)
+    opt = add_full_model_gradient_clipping(torch.optim.SGD, 1.0)(
+        [{"params": [a]}, {"params": [b]}], lr=1.0
+    )
     (3 * a + 4 * b).sum().backward()  # global norm 5 → scale 1/5 for both
     opt.step()
     assert a.item() == pytest.approx(-0.6, abs=1e-5) and b.item() == pytest.approx(-0.8, abs=1e-5)
@@ -254,22 +257,30 @@ def test_evaluators_by_evaluator_type(synthetic_root, tmp_path):
     cfg = _cfg()
     t = cfg.MODEL.MASK_FORMER.TEST
     t.SEMANTIC_ON, t.PANOPTIC_ON, t.INSTANCE_ON = True, True, True
-    ev = train_net.Trainer.build_evaluator(cfg, "synthetic_panoptic_val", str(tmp_path))
+    build = train_net.build_evaluators
+    ev = build(cfg, "synthetic_panoptic_val", str(tmp_path))
     assert isinstance(ev, DatasetEvaluators)
     kinds = [type(e) for e in ev._evaluators]
     assert kinds == [COCOPanopticEvaluator, SemSegEvaluator, InstanceSegEvaluator]
+    # the Trainer's evaluator contains these (plus whatever reporting it adds)
+    trainer_ev = train_net.Trainer.build_evaluator(cfg, "synthetic_panoptic_val", str(tmp_path))
+    assert (
+        any(
+            isinstance(e, DatasetEvaluators) and [type(x) for x in e._evaluators] == kinds
+            for e in getattr(trainer_ev, "_evaluators", [trainer_ev])
+        )
+        or [type(x) for x in getattr(trainer_ev, "_evaluators", [])] == kinds
+    )
     t.SEMANTIC_ON, t.INSTANCE_ON = False, False
-    assert isinstance(train_net.Trainer.build_evaluator(cfg, "synthetic_panoptic_val", str(tmp_path)),
-                      COCOPanopticEvaluator)
-    assert isinstance(train_net.Trainer.build_evaluator(cfg, "synthetic_sem_seg_val", str(tmp_path)),
-                      SemSegEvaluator)
-    ev = train_net.Trainer.build_evaluator(cfg, "synthetic_instance_val", str(tmp_path))
-    assert type(ev) is COCOEvaluator
-    assert isinstance(train_net.Trainer.build_evaluator(cfg, "cityscapes_fine_sem_seg_val"),
-                      CityscapesSemSegEvaluator)
+    assert isinstance(build(cfg, "synthetic_panoptic_val", str(tmp_path)), COCOPanopticEvaluator)
+    assert isinstance(build(cfg, "synthetic_sem_seg_val", str(tmp_path)), SemSegEvaluator)
+    assert type(build(cfg, "synthetic_instance_val", str(tmp_path))) is COCOEvaluator
+    assert isinstance(
+        build(cfg, "cityscapes_fine_sem_seg_val", str(tmp_path)), CityscapesSemSegEvaluator
+    )
     MetadataCatalog.get("_test_no_evaluator").set(evaluator_type="nonsense")
     with pytest.raises(NotImplementedError, match="nonsense"):
-        train_net.Trainer.build_evaluator(cfg, "_test_no_evaluator")
+        build(cfg, "_test_no_evaluator", str(tmp_path))
 
 
 class _ImageScoreModel(nn.Module):
@@ -279,8 +290,13 @@ class _ImageScoreModel(nn.Module):
         out = []
         for x in batched_inputs:
             img = x["image"].float()[None]
-            out.append({"sem_seg": nn.functional.interpolate(
-                img, size=(x["height"], x["width"]), mode="bilinear", align_corners=False)[0]})
+            out.append(
+                {
+                    "sem_seg": nn.functional.interpolate(
+                        img, size=(x["height"], x["width"]), mode="bilinear", align_corners=False
+                    )[0]
+                }
+            )
         return out
 
 
@@ -328,8 +344,9 @@ def _train_in_process(config, out_dir, *opts, resume=False):
 
 
 @pytest.mark.slow
-def test_training_loss_decreases_and_resume_continues(synthetic_root, tiny_config, tmp_path,
-                                                      monkeypatch):
+def test_training_loss_decreases_and_resume_continues(
+    synthetic_root, tiny_config, tmp_path, monkeypatch
+):
     monkeypatch.setenv("DETECTRON2_DATASETS", synthetic_root)
     out = str(tmp_path / "run")
     trainer, start, losses = _train_in_process(tiny_config, out, "SOLVER.MAX_ITER", "8")
@@ -337,38 +354,88 @@ def test_training_loss_decreases_and_resume_continues(synthetic_root, tiny_confi
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3, losses  # >10% lower in 8 steps
     assert sorted(f for f in os.listdir(out) if f.endswith(".pth")) == [
-        "model_0000003.pth", "model_0000007.pth", "model_final.pth"]
+        "model_0000003.pth",
+        "model_0000007.pth",
+        "model_final.pth",
+    ]
     ckpt = torch.load(os.path.join(out, "model_0000003.pth"), map_location="cpu")
     assert ckpt["iteration"] == 3
     assert "optimizer" in ckpt["trainer"]["_trainer"] and "LRScheduler" in ckpt["trainer"]["hooks"]
+
+    # --eval-only with the trained weights, plus semantic TTA (2 scales x flip)
+    res = train_net.main(
+        _args(
+            tiny_config,
+            "--eval-only",
+            "OUTPUT_DIR",
+            str(tmp_path / "eval"),
+            "MODEL.WEIGHTS",
+            os.path.join(out, "model_final.pth"),
+            "TEST.AUG.ENABLED",
+            "True",
+            "TEST.AUG.MIN_SIZES",
+            "(48, 64)",
+            "TEST.AUG.MAX_SIZE",
+            "128",
+        )
+    )
+    assert {"panoptic_seg", "sem_seg", "sem_seg_TTA"} <= set(res)
+    assert 0 <= res["sem_seg_TTA"]["mIoU"] <= 100 and 0 <= res["panoptic_seg"]["PQ"] <= 100
 
     # resume from the iteration-3 checkpoint: continues at iteration 4, runs 4..9
     with open(os.path.join(out, "last_checkpoint"), "w") as f:
         f.write("model_0000003.pth")
     trainer2, start2, losses2 = _train_in_process(
-        tiny_config, out, "SOLVER.MAX_ITER", "10", resume=True)
+        tiny_config, out, "SOLVER.MAX_ITER", "10", resume=True
+    )
     assert start2 == 4 and len(losses2) == 6 and trainer2.iter == 10
     # the resumed model starts where the first run was at iteration 4 (same data order is not
     # guaranteed after resume, so compare loss scale, not values)
     assert losses2[0] < losses[0]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n):
+    """n distinct free ports (all sockets are open at once, so they cannot repeat)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _run_driver(tmp_path, tiny_config, synthetic_root, tag, extra_args, n_procs=1):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     log = tmp_path / f"{tag}.jsonl"
-    env = dict(os.environ, DETECTRON2_DATASETS=synthetic_root, LOSS_LOG=str(log),
-               OMP_NUM_THREADS="1")
-    cmd = [sys.executable, str(driver), "--config-file", tiny_config] + extra_args + [
-        "OUTPUT_DIR", str(tmp_path / f"out_{tag}"), "SOLVER.MAX_ITER", "6", "DATASETS.TEST", "()"]
-    return subprocess.Popen(cmd, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True), log
+    env = dict(
+        os.environ, DETECTRON2_DATASETS=synthetic_root, LOSS_LOG=str(log), OMP_NUM_THREADS="1"
+    )
+    cmd = (
+        [sys.executable, str(driver), "--config-file", tiny_config]
+        + extra_args
+        + [
+            "OUTPUT_DIR",
+            str(tmp_path / f"out_{tag}"),
+            "SOLVER.MAX_ITER",
+            "6",
+            "DATASETS.TEST",
+            "()",
+        ]
+    )
+    return (
+        subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=str(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ),
+        log,
+    )
 
 
 def _losses(log):
@@ -378,16 +445,34 @@ def _losses(log):
 
 @pytest.mark.slow
 def test_two_processes_and_two_machines_train_like_one(synthetic_root, tiny_config, tmp_path):
-    port = _free_port()
+    port_procs, port = _free_ports(2)
     procs = {
         "single": _run_driver(tmp_path, tiny_config, synthetic_root, "single", ["--num-gpus", "1"]),
-        "two_procs": _run_driver(tmp_path, tiny_config, synthetic_root, "two_procs",
-                                 ["--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{_free_port()}"]),
+        "two_procs": _run_driver(
+            tmp_path,
+            tiny_config,
+            synthetic_root,
+            "two_procs",
+            ["--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{port_procs}"],
+        ),
     }
     machines = [
-        _run_driver(tmp_path, tiny_config, synthetic_root, f"machine{r}",
-                    ["--num-gpus", "1", "--num-machines", "2", "--machine-rank", str(r),
-                     "--dist-url", f"tcp://127.0.0.1:{port}"])
+        _run_driver(
+            tmp_path,
+            tiny_config,
+            synthetic_root,
+            f"machine{r}",
+            [
+                "--num-gpus",
+                "1",
+                "--num-machines",
+                "2",
+                "--machine-rank",
+                str(r),
+                "--dist-url",
+                f"tcp://127.0.0.1:{port}",
+            ],
+        )
         for r in range(2)
     ]
     for name, (p, _) in list(procs.items()) + [(f"machine {r}", m) for r, m in enumerate(machines)]:
@@ -400,13 +485,14 @@ def test_two_processes_and_two_machines_train_like_one(synthetic_root, tiny_conf
     assert not os.path.exists(machines[1][1])  # only the global main process logs
     assert (w1, w2, w3) == ({1}, {2}, {2})
     assert len(single) == len(two) == len(multi) == 6
-    print("total_loss per iteration:", {"1 process": single, "2 processes": two, "2 machines": multi})
+    print(
+        "total_loss per iteration:", {"1 process": single, "2 processes": two, "2 machines": multi}
+    )
     # same data per iteration, same init (DDP broadcast), same normalisation: the curves agree
     # up to the random point sampling of the loss
     for a, b, c in zip(single, two, multi):
         assert b == pytest.approx(a, rel=0.05) and c == pytest.approx(a, rel=0.05)
     assert single[-1] < single[0] and two[-1] < two[0] and multi[-1] < multi[0]
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,16 +509,40 @@ def _submit_module():
 
 def test_submit_slurm_parameters_and_requeue(tmp_path):
     s = _submit_module()
-    args = s.parse_args(["--job-dir", str(tmp_path), "--config-file", "x.yaml", "--nodes", "2",
-                         "--num-gpus", "8", "--partition", "learnfair", "SOLVER.MAX_ITER", "5"])
+    args = s.parse_args(
+        [
+            "--job-dir",
+            str(tmp_path),
+            "--config-file",
+            "x.yaml",
+            "--nodes",
+            "2",
+            "--num-gpus",
+            "8",
+            "--partition",
+            "learnfair",
+            "SOLVER.MAX_ITER",
+            "5",
+        ]
+    )
     params = s.executor_parameters(args)
     assert params["nodes"] == 2 and params["tasks_per_node"] == 1
     assert params["gpus_per_node"] == 8 and params["slurm_partition"] == "learnfair"
     assert args.num_machines == 2 and args.opts == ["SOLVER.MAX_ITER", "5"]
     requeued = s.TrainingJob(args).checkpoint()
     assert requeued.function.args.resume is True and args.resume is False
-    local = s.parse_args(["--job-dir", str(tmp_path), "--config-file", "x.yaml", "--cluster",
-                          "local", "--nodes", "2"])
+    local = s.parse_args(
+        [
+            "--job-dir",
+            str(tmp_path),
+            "--config-file",
+            "x.yaml",
+            "--cluster",
+            "local",
+            "--nodes",
+            "2",
+        ]
+    )
     with pytest.raises(ValueError, match="--nodes 1"):
         s.executor_parameters(local)
     assert s._rendezvous_port("123", 0) == s._rendezvous_port("123", 0)
@@ -440,14 +550,32 @@ def test_submit_slurm_parameters_and_requeue(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:pkg_resources is deprecated:DeprecationWarning")
 def test_submit_slurm_local_executor_trains(synthetic_root, tiny_config, tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", synthetic_root)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     s = _submit_module()
     out = tmp_path / "out"
-    args = s.parse_args(["--cluster", "local", "--job-dir", str(tmp_path / "job"),
-                         "--config-file", tiny_config, "--num-gpus", "1", "--timeout", "10",
-                         "OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2", "DATASETS.TEST", "()"])
+    args = s.parse_args(
+        [
+            "--cluster",
+            "local",
+            "--job-dir",
+            str(tmp_path / "job"),
+            "--config-file",
+            tiny_config,
+            "--num-gpus",
+            "1",
+            "--timeout",
+            "10",
+            "OUTPUT_DIR",
+            str(out),
+            "SOLVER.MAX_ITER",
+            "2",
+            "DATASETS.TEST",
+            "()",
+        ]
+    )
     job = s.submit(args)
     assert job.result() == "done", job.stderr()
     assert (out / "model_final.pth").exists()

@@ -26,8 +26,8 @@ free ("[memory]" events with byte counts and µs timestamps); the running sum of
 in time order, is the live-bytes curve, and its maximum is the peak. With CUDA (--device cuda)
 torch.cuda.max_memory_allocated is used instead.
 """
+
 import argparse
-import copy
 import json
 import os
 import statistics
@@ -57,8 +57,11 @@ def peak_bytes_cpu(fn):
     """(result, peak live bytes allocated by ``fn`` above the level at its start)."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
-    events = [(e.start_us(), i, e.nbytes()) for i, e in
-              enumerate(prof.profiler.kineto_results.events()) if e.name() == "[memory]"]
+    events = [
+        (e.start_us(), i, e.nbytes())
+        for i, e in enumerate(prof.profiler.kineto_results.events())
+        if e.name() == "[memory]"
+    ]
     events.sort()
     live = peak = 0
     for _, _, nbytes in events:
@@ -99,7 +102,9 @@ def make_batch(cfg, batch_size):
     with open(os.path.join(COCO_SAMPLE, "panoptic_coco_categories.json")) as f:
         cats = json.load(f)
     meta = {
-        "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats) if c["isthing"]},
+        "thing_dataset_id_to_contiguous_id": {
+            c["id"]: i for i, c in enumerate(cats) if c["isthing"]
+        },
         "stuff_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats)},
     }
     dicts = load_coco_panoptic_json(
@@ -148,7 +153,9 @@ def run_mode(args, name, num_points, batch):
         targets = model.prepare_targets([x["instances"].to(device) for x in batch], images)
 
     def leaf(o):
-        return {k: v.detach().clone().requires_grad_(True) for k, v in o.items() if k != "aux_outputs"}
+        return {
+            k: v.detach().clone().requires_grad_(True) for k, v in o.items() if k != "aux_outputs"
+        }
 
     leaf_outputs = leaf(outputs)
     leaf_outputs["aux_outputs"] = [leaf(a) for a in outputs["aux_outputs"]]
@@ -182,7 +189,9 @@ def run_mode(args, name, num_points, batch):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", default=os.path.join(REPO, "configs/coco/panoptic/r50.yaml"))
+    parser.add_argument(
+        "--config-file", default=os.path.join(REPO, "configs/coco/panoptic/r50.yaml")
+    )
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=1, help="timed steps per mode (median)")
@@ -194,21 +203,27 @@ def main(argv=None):
     batch = make_batch(make_cfg(args, args.points), args.batch)
     rows = [run_mode(args, "point", args.points, batch), run_mode(args, "dense", 0, batch)]
     point, dense = rows
-    print(f"\nMask2Former {os.path.relpath(args.config_file, REPO)}, batch {args.batch}, "
-          f"{args.size}x{args.size}, device {args.device}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}; {point['num_masks']} GT masks, "
-          f"{point['num_outputs']} supervised outputs")
+    print(
+        f"\nMask2Former {os.path.relpath(args.config_file, REPO)}, batch {args.batch}, "
+        f"{args.size}x{args.size}, device {args.device}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}; {point['num_masks']} GT masks, "
+        f"{point['num_outputs']} supervised outputs"
+    )
     header = f"| {'mode':<22} | {'step time (s)':>13} | {'step peak (MB)':>14} | {'loss time (s)':>13} | {'loss peak (MB)':>14} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in rows:
         label = f"{r['mode']} ({r['points']} pts)" if r["points"] else f"{r['mode']} (per pixel)"
-        print(f"| {label:<22} | {r['step_s']:>13.2f} | {r['step_peak_mb']:>14.1f} | "
-              f"{r['loss_s']:>13.2f} | {r['loss_peak_mb']:>14.1f} |")
-    print(f"| {'ratio dense / point':<22} | {dense['step_s'] / point['step_s']:>13.2f} | "
-          f"{dense['step_peak_mb'] / point['step_peak_mb']:>14.2f} | "
-          f"{dense['loss_s'] / point['loss_s']:>13.2f} | "
-          f"{dense['loss_peak_mb'] / point['loss_peak_mb']:>14.2f} |")
+        print(
+            f"| {label:<22} | {r['step_s']:>13.2f} | {r['step_peak_mb']:>14.1f} | "
+            f"{r['loss_s']:>13.2f} | {r['loss_peak_mb']:>14.1f} |"
+        )
+    print(
+        f"| {'ratio dense / point':<22} | {dense['step_s'] / point['step_s']:>13.2f} | "
+        f"{dense['step_peak_mb'] / point['step_peak_mb']:>14.2f} | "
+        f"{dense['loss_s'] / point['loss_s']:>13.2f} | "
+        f"{dense['loss_peak_mb'] / point['loss_peak_mb']:>14.2f} |"
+    )
     return rows
 
 

@@ -166,6 +166,16 @@ def plot_eval(runs: Dict[str, Dict[str, Series]], out: str, all_metrics=False):
         return None
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.5), squeeze=False)
     for ax, (prefix, items) in zip(axes[0], sorted(groups.items())):
+        if len(runs) == 1 and all(len(runs[r][k][0]) == 1 for r, k in items):
+            # a single evaluation (e.g. at the end of training): bars with their values
+            names = [k.rsplit("/", 1)[1] for _, k in items]
+            values = [float(runs[r][k][1][0]) for r, k in items]
+            bars = ax.bar(names, values, color="tab:blue")
+            ax.bar_label(bars, fmt="%.1f", fontsize="small")
+            it = int(runs[items[0][0]][items[0][1]][0][0])
+            ax.set_title(f"{prefix} (iteration {it})")
+            ax.grid(True, axis="y", alpha=0.3)
+            continue
         for run, key in items:
             iters, values = runs[run][key]
             name = key.rsplit("/", 1)[1]

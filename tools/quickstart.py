@@ -80,6 +80,24 @@ class Runner:
         print(f"--- {name}: {self.times[name]:.0f} s", flush=True)
 
 
+def choose_threads(env):
+    """Use one compute thread per process when the CPU is already busy.
+
+    PyTorch's OpenMP threads spin while they wait for each other; when other programs occupy
+    the cores this makes a 2-thread training several times slower than a 1-thread one. An
+    explicit OMP_NUM_THREADS is always respected. Returns a message when a choice was made.
+    """
+    if "OMP_NUM_THREADS" in env or not hasattr(os, "getloadavg"):
+        return None
+    cpus = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    if cpus > 1 and load > 0.5 * cpus:
+        env["OMP_NUM_THREADS"] = "1"
+        return (f"The CPU is busy (load {load:.1f} on {cpus} cores): training with 1 thread "
+                "(set OMP_NUM_THREADS to override).")
+    return None
+
+
 def dataset_is_current(root, stamp):
     path = os.path.join(root, "synthetic", "quickstart_stamp.json")
     if not os.path.isfile(path):
@@ -138,9 +156,13 @@ def main(argv=None):
     py = sys.executable
     env = dict(os.environ, DETECTRON2_DATASETS=root)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    threads_note = choose_threads(env)
     runner = Runner(env)
     os.makedirs(out, exist_ok=True)
     summary = {"output": out, "datasets_root": root, "config": args.config_file}
+    if threads_note:
+        print(threads_note)
+        summary["threads"] = threads_note
     try:
         # 1. dataset
         stamp = {"num_train": args.num_train, "num_val": args.num_val, "seed": args.seed}
@@ -167,8 +189,7 @@ def main(argv=None):
         else:
             shutil.rmtree(train_dir, ignore_errors=True)  # metrics.json is appended to otherwise
             runner.run("train+evaluate", [py, "train_net.py", "--config-file", args.config_file,
-                                          "--num-gpus", "1", "OUTPUT_DIR", train_dir,
-                                          "MODEL.DEVICE", "cpu"] + opts)
+                                          "--num-gpus", "1", "OUTPUT_DIR", train_dir] + opts)
         metrics = read_eval_metrics(os.path.join(train_dir, "metrics.json"))
         summary["metrics"] = {label: metrics.get(key) for key, label in HEADLINE}
 
@@ -183,7 +204,7 @@ def main(argv=None):
                                              "--num", str(args.demo_images)])
         runner.run("demo", [py, "demo/demo.py", "--config-file", args.config_file, "--input"]
                    + [os.path.join(images_dir, n) for n in names]
-                   + ["--output", pred_dir, "--opts", "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"]
+                   + ["--output", pred_dir, "--opts", "MODEL.WEIGHTS", weights]
                    + list(args.opts))
         side = compose_side_by_side(gt_dir, pred_dir, os.path.join(out, "side_by_side"), names)
 

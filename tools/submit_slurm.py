@@ -13,7 +13,7 @@ OUTPUT_DIR/last_checkpoint).
     # the same training in a local subprocess (no SLURM), e.g. to check a config end to end:
     python tools/submit_slurm.py --cluster local --config-file ... --num-gpus 1 --job-dir /tmp/job
 """
-import argparse
+
 import copy
 import os
 import sys
@@ -33,8 +33,12 @@ def parse_args(argv=None):
     parser = default_argument_parser(epilog=__doc__)
     parser.description = "Submit Mask2Former training through submitit"
     parser.add_argument("--job-dir", required=True, help="submitit logs / pickles (shared disk)")
-    parser.add_argument("--cluster", default="slurm", choices=["slurm", "local", "debug"],
-                        help="slurm (default); local: subprocess on this machine; debug: in-process")
+    parser.add_argument(
+        "--cluster",
+        default="slurm",
+        choices=["slurm", "local", "debug"],
+        help="slurm (default); local: subprocess on this machine; debug: in-process",
+    )
     parser.add_argument("--nodes", type=int, default=1, help="number of machines")
     parser.add_argument("--timeout", type=int, default=60 * 72, help="minutes")
     parser.add_argument("--partition", default=None, help="SLURM partition")
@@ -42,8 +46,12 @@ def parse_args(argv=None):
     parser.add_argument("--comment", default=None, help="SLURM comment")
     parser.add_argument("--cpus-per-gpu", type=int, default=10)
     parser.add_argument("--mem-per-gpu", type=int, default=60, help="GB")
-    parser.add_argument("--port", type=int, default=0,
-                        help="rendezvous port on node 0 (default: derived from the job id)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="rendezvous port on node 0 (default: derived from the job id)",
+    )
     parser.add_argument("--job-name", default="mask2former")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.num_gpus < 1:
@@ -85,8 +93,11 @@ class TrainingJob:
         import train_net
 
         args = self._distributed_args()
-        print(f"submitit job: machine {args.machine_rank}/{args.num_machines}, "
-              f"{args.num_gpus} processes, dist_url {args.dist_url}", flush=True)
+        print(
+            f"submitit job: machine {args.machine_rank}/{args.num_machines}, "
+            f"{args.num_gpus} processes, dist_url {args.dist_url}",
+            flush=True,
+        )
         launch(
             train_net.main,
             args.num_gpus,
@@ -118,16 +129,21 @@ def executor_parameters(args) -> dict:
     )
     if args.cluster == "slurm":
         params["gpus_per_node"] = args.num_gpus
-        slurm = {"slurm_partition": args.partition, "slurm_constraint": args.constraint,
-                 "slurm_comment": args.comment, "slurm_signal_delay_s": 120}
+        slurm = {
+            "slurm_partition": args.partition,
+            "slurm_constraint": args.constraint,
+            "slurm_comment": args.comment,
+            "slurm_signal_delay_s": 120,
+        }
         params.update({k: v for k, v in slurm.items() if v is not None})
     return params
 
 
 def build_executor(args):
     params = executor_parameters(args)
-    executor = submitit.AutoExecutor(folder=args.job_dir, cluster=args.cluster,
-                                     slurm_max_num_timeout=30)
+    executor = submitit.AutoExecutor(
+        folder=args.job_dir, cluster=args.cluster, slurm_max_num_timeout=30
+    )
     executor.update_parameters(**params)
     return executor
 

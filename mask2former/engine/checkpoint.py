@@ -75,7 +75,8 @@ _SHAPE_HINTS = [
 ]
 
 
-def shape_mismatch_hints(incorrect_shapes: List[Tuple[str, tuple, tuple]]) -> List[str]:
+def shape_mismatch_hints(incorrect_shapes: List[Tuple[str, tuple, tuple]],
+                         fine_tune: bool = True) -> List[str]:
     """Turn ``(key, shape_in_checkpoint, shape_in_model)`` triples into "what to change" hints."""
     hints: Dict[str, str] = {}
     unexplained = []
@@ -87,8 +88,9 @@ def shape_mismatch_hints(incorrect_shapes: List[Tuple[str, tuple, tuple]]) -> Li
                     cfg_key,
                     f"the checkpoint was trained with {cfg_key} = {want} but the config has "
                     f"{have} (from '{key}': {tuple(s_ckpt)} vs {tuple(s_model)}); set "
-                    f"{cfg_key} {want} to use all its weights, or keep {have} to fine-tune "
-                    f"(those layers then start from random initialisation)",
+                    f"{cfg_key} {want} to use all its weights" + (
+                        f", or keep {have} to fine-tune (those layers then start from random "
+                        f"initialisation)" if fine_tune else ""),
                 )
                 break
         else:
@@ -124,13 +126,15 @@ class Mask2FormerCheckpointer(DetectionCheckpointer):
         self._blocked_reason = reason
 
     def _non_finite_weights(self) -> List[str]:
-        bad = []
+        """Names of floating-point state tensors holding NaN/Inf (one device sync in total)."""
         with torch.no_grad():
-            for k, v in self.model.state_dict().items():
-                if torch.is_tensor(v) and v.is_floating_point() and not bool(
-                        torch.isfinite(v).all()):
-                    bad.append(k)
-        return bad
+            items = [(k, v) for k, v in self.model.state_dict().items()
+                     if torch.is_tensor(v) and v.is_floating_point()]
+            if not items:
+                return []
+            flags = [torch.isfinite(v).all() for _, v in items]
+            ok = torch.stack([f.to(flags[0].device) for f in flags]).tolist()
+        return [k for (k, _), good in zip(items, ok) if not good]
 
     def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
@@ -248,7 +252,7 @@ class Mask2FormerCheckpointer(DetectionCheckpointer):
         incompatible = super()._load_model(checkpoint)
         if incompatible is not None and incompatible.incorrect_shapes and (
                 self.strict_shapes or self._resuming):
-            hints = shape_mismatch_hints(incompatible.incorrect_shapes)
+            hints = shape_mismatch_hints(incompatible.incorrect_shapes, fine_tune=False)
             listing = "; ".join(f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}"
                                 for k, a, b in incompatible.incorrect_shapes[:10])
             why = ("resuming a training run from a checkpoint of a different model"

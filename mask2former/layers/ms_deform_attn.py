@@ -107,8 +107,33 @@ def _is_tracing(t):
     return is_fake(t)
 
 
+def _shape_pairs(spatial_shapes):
+    """`spatial_shapes` as a list of (H, W) Python ints, or None when it is a tensor.
+
+    Raises ValueError when it is neither a tensor nor a sequence of (H, W) int pairs.
+    """
+    if isinstance(spatial_shapes, torch.Tensor):
+        return None
+    if isinstance(spatial_shapes, (list, tuple)) and all(
+        isinstance(hw, (list, tuple)) and len(hw) == 2
+        and all(isinstance(v, (int, torch.SymInt)) and not isinstance(v, bool) for v in hw)
+        for hw in spatial_shapes
+    ):
+        return [(h, w) for h, w in spatial_shapes]
+    raise ValueError(
+        f"ms_deform_attn: spatial_shapes must be an int64 tensor [L, 2] or a list of L (H, W) "
+        f"pairs of Python ints, got {type(spatial_shapes).__name__}: {spatial_shapes!r:.200}"
+    )
+
+
 def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
-    """Raises ValueError naming the offending argument (see `ms_deform_attn` for shapes)."""
+    """Raises ValueError naming the offending argument (see `ms_deform_attn` for shapes).
+
+    Values inside tensors (spatial_shapes, level_start_index) are read only outside tracing
+    (torch.compile/export/jit, fake tensors); with spatial_shapes given as Python ints,
+    level_start_index is read only when it is on the CPU, so a CUDA call never synchronises.
+    """
+    pairs = _shape_pairs(spatial_shapes)
     args = {
         "value": value,
         "spatial_shapes": spatial_shapes,
@@ -116,7 +141,9 @@ def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, 
         "sampling_locations": sampling_locations,
         "attention_weights": attention_weights,
     }
-    for name, t in args.items():
+    # the tensor arguments (spatial_shapes is one unless given as Python ints)
+    tensors = {name: t for name, t in args.items() if name != "spatial_shapes" or pairs is None}
+    for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"ms_deform_attn: {name} must be a torch.Tensor, got {type(t).__name__}")
     expected = {
@@ -127,15 +154,18 @@ def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, 
         "attention_weights": (5, "[N, Lq, M, L, P]"),
     }
     for name, (rank, shape) in expected.items():
-        if args[name].dim() != rank:
+        if name in tensors and args[name].dim() != rank:
             raise ValueError(
                 f"ms_deform_attn: {name} must have shape {shape}, got {tuple(args[name].shape)}"
             )
     N, S, M, D = value.shape
-    L = spatial_shapes.shape[0]
-    if spatial_shapes.shape[1] != 2:
-        raise ValueError(f"ms_deform_attn: spatial_shapes must have shape [L, 2] (H, W), "
-                         f"got {tuple(spatial_shapes.shape)}")
+    if pairs is None:
+        L = spatial_shapes.shape[0]
+        if spatial_shapes.shape[1] != 2:
+            raise ValueError(f"ms_deform_attn: spatial_shapes must have shape [L, 2] (H, W), "
+                             f"got {tuple(spatial_shapes.shape)}")
+    else:
+        L = len(pairs)
     if level_start_index.shape[0] != L:
         raise ValueError(f"ms_deform_attn: level_start_index has {level_start_index.shape[0]} "
                          f"entries but spatial_shapes has L={L} levels")
@@ -158,21 +188,26 @@ def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, 
             raise ValueError(f"ms_deform_attn: {name} has dtype {args[name].dtype} but value has "
                              f"{value.dtype}; cast them to one floating dtype")
     for name in ("spatial_shapes", "level_start_index"):
-        if args[name].dtype != torch.int64:
+        if name in tensors and tensors[name].dtype != torch.int64:
             raise ValueError(f"ms_deform_attn: {name} must be int64 (torch.long), "
-                             f"got {args[name].dtype}")
-    for name, t in args.items():
+                             f"got {tensors[name].dtype}")
+    for name, t in tensors.items():
         if t.device != value.device:
             raise ValueError(f"ms_deform_attn: {name} is on {t.device} but value is on "
                              f"{value.device}; move all inputs to one device")
-    if not _is_tracing(spatial_shapes):
-        shapes = spatial_shapes.tolist()
-        sizes = [h * w for h, w in shapes]
-        if any(h < 0 or w < 0 for h, w in shapes):
-            raise ValueError(f"ms_deform_attn: spatial_shapes must be non-negative, got {shapes}")
-        if sum(sizes) != S:
-            raise ValueError(f"ms_deform_attn: spatial_shapes {shapes} sum to {sum(sizes)} "
-                             f"positions but value has S={S} (value.shape[1])")
+    if pairs is None:
+        if _is_tracing(spatial_shapes):
+            return
+        pairs = spatial_shapes.tolist()
+    elif _is_tracing(level_start_index) or level_start_index.device.type != "cpu":
+        level_start_index = None  # reading it would break the graph or synchronise the device
+    sizes = [h * w for h, w in pairs]
+    if any(h < 0 or w < 0 for h, w in pairs):
+        raise ValueError(f"ms_deform_attn: spatial_shapes must be non-negative, got {pairs}")
+    if sum(sizes) != S:
+        raise ValueError(f"ms_deform_attn: spatial_shapes {pairs} sum to {sum(sizes)} "
+                         f"positions but value has S={S} (value.shape[1])")
+    if level_start_index is not None:
         starts = [sum(sizes[:i]) for i in range(L)]
         if level_start_index.tolist() != starts:
             raise ValueError(f"ms_deform_attn: level_start_index must be {starts} (cumulative "
@@ -185,7 +220,9 @@ def ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_lo
 
     Args:
         value: [N, S, M, D]
-        spatial_shapes: [L, 2] int64 (H, W) per level, sum(H*W) == S
+        spatial_shapes: [L, 2] int64 (H, W) per level, sum(H*W) == S, or the same as a list of
+            L (H, W) Python ints. A tensor is read back to the host (a graph break under
+            torch.compile, a synchronisation on CUDA); Python ints avoid both.
         level_start_index: [L] (unused by the reference; kept for a uniform signature)
         sampling_locations: [N, Lq, M, L, P, 2] normalised (x, y); outside [0, 1] samples zeros
         attention_weights: [N, Lq, M, L, P]
@@ -194,12 +231,14 @@ def ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_lo
     """
     N, S, M, D = value.shape
     _, Lq, _, L, P, _ = sampling_locations.shape
-    sizes = [int(h) * int(w) for h, w in spatial_shapes.tolist()]
-    value_list = value.split(sizes, dim=1)
+    pairs = _shape_pairs(spatial_shapes)
+    if pairs is None:
+        pairs = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    value_list = value.split([h * w for h, w in pairs], dim=1)
     grids = 2 * sampling_locations - 1
     sampled = []
-    for lvl, (h, w) in enumerate(spatial_shapes.tolist()):
-        v = value_list[lvl].flatten(2).transpose(1, 2).reshape(N * M, D, int(h), int(w))
+    for lvl, (h, w) in enumerate(pairs):
+        v = value_list[lvl].flatten(2).transpose(1, 2).reshape(N * M, D, h, w)
         g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)  # [N*M, Lq, P, 2]
         sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
     attn = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L * P)
@@ -213,7 +252,9 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
 
     Args:
         value: [N, S, M, D] floating (float32/float64; also float16/bfloat16 natively)
-        spatial_shapes: [L, 2] int64 (H, W) per level, sum(H*W) == S
+        spatial_shapes: [L, 2] int64 (H, W) per level, sum(H*W) == S; or the same as a list
+            of L (H, W) Python ints, which the "pytorch" backend uses without reading a
+            tensor back (no graph break under torch.compile, no CUDA synchronisation)
         level_start_index: [L] int64, exclusive cumulative sum of H*W
         sampling_locations: [N, Lq, M, L, P, 2] normalised (x, y), same dtype as value; (0, 0)
             is the top-left corner of the top-left pixel; points outside [0, 1] sample zeros
@@ -240,6 +281,8 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
     if backend == "pytorch" or not native:
         return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index,
                                       sampling_locations, attention_weights)
+    if not isinstance(spatial_shapes, torch.Tensor):
+        spatial_shapes = torch.tensor(spatial_shapes, dtype=torch.long, device=value.device)
     return torch.ops.mask2former.ms_deform_attn_forward(
         value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
         sampling_locations.contiguous(), attention_weights.contiguous())
@@ -288,7 +331,8 @@ class MSDeformAttn(nn.Module):
             query: [N, Lq, C]
             reference_points: [N, Lq, L, 2] normalised (x, y)
             input_flatten: [N, S, C]
-            input_spatial_shapes: [L, 2] int64 (H, W)
+            input_spatial_shapes: [L, 2] int64 (H, W), or a list of L (H, W) Python ints
+                (preferred: traces into one graph under torch.compile, see `ms_deform_attn`)
             input_level_start_index: [L]
             input_padding_mask: [N, S] bool, True for padding (optional)
         Returns:
@@ -303,7 +347,11 @@ class MSDeformAttn(nn.Module):
         offsets = self.sampling_offsets(query).view(N, Lq, self.n_heads, self.n_levels, self.n_points, 2)
         weights = self.attention_weights(query).view(N, Lq, self.n_heads, self.n_levels * self.n_points)
         weights = weights.softmax(-1).view(N, Lq, self.n_heads, self.n_levels, self.n_points)
-        normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1)
+        if isinstance(input_spatial_shapes, torch.Tensor):
+            normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1)
+        else:  # (W, H) per level
+            normalizer = torch.tensor([(w, h) for h, w in input_spatial_shapes],
+                                      dtype=torch.long, device=offsets.device)
         locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
         # Under autocast value may be float16 while locations/weights are float32: sample in the
         # widest of the three dtypes (locations need the precision), then return value's dtype.

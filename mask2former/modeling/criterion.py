@@ -15,6 +15,7 @@ Mask losses are normalised by the number of ground-truth masks averaged over all
 (clamped to >= 1). Auxiliary outputs give ``loss_ce_{i}``, ``loss_mask_{i}``, ``loss_dice_{i}``.
 The criterion returns unweighted losses; the meta-architecture applies ``weight_dict``.
 """
+
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -70,7 +71,9 @@ def sigmoid_ce_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: floa
 def calculate_uncertainty(logits: torch.Tensor) -> torch.Tensor:
     """Uncertainty of class-agnostic mask logits [R, 1, ...]: ``-|logit|`` (0 = most uncertain)."""
     if logits.shape[1] != 1:
-        raise ValueError(f"calculate_uncertainty expects [R, 1, ...] logits, got {tuple(logits.shape)}")
+        raise ValueError(
+            f"calculate_uncertainty expects [R, 1, ...] logits, got {tuple(logits.shape)}"
+        )
     return -torch.abs(logits)
 
 
@@ -127,7 +130,9 @@ class SetCriterion(nn.Module):
         super().__init__()
         unknown = set(losses) - {"labels", "masks"}
         if unknown:
-            raise ValueError(f"SetCriterion: unknown losses {sorted(unknown)}; use 'labels'/'masks'")
+            raise ValueError(
+                f"SetCriterion: unknown losses {sorted(unknown)}; use 'labels'/'masks'"
+            )
         if num_points < 0:
             raise ValueError(f"SetCriterion: num_points must be >= 0, got {num_points}")
         if oversample_ratio < 1:

@@ -9,6 +9,7 @@ image (``num_points=0``: on every pixel of the ground-truth masks, predictions b
 to that size). Costs are computed in fp32 with autocast disabled and sanitised (nan/inf replaced
 by large finite numbers) so that ``scipy.optimize.linear_sum_assignment`` never fails.
 """
+
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -110,8 +111,13 @@ class HungarianMatcher(nn.Module):
             ).squeeze(1)
         return pred_masks.flatten(1), tgt_masks.flatten(1)
 
-    def cost_matrix(self, logits: torch.Tensor, pred_masks: torch.Tensor, labels: torch.Tensor,
-                    tgt_masks: torch.Tensor) -> torch.Tensor:
+    def cost_matrix(
+        self,
+        logits: torch.Tensor,
+        pred_masks: torch.Tensor,
+        labels: torch.Tensor,
+        tgt_masks: torch.Tensor,
+    ) -> torch.Tensor:
         """Cost matrix of one image.
 
         Args:

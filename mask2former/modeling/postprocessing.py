@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from detectron2.structures import Boxes, Instances
 
 __all__ = [
+    "crop_and_resize",
     "semantic_inference",
     "panoptic_inference",
     "instance_inference",
@@ -32,6 +33,31 @@ def _class_lookup(ids: Collection[int], num_classes: int, device) -> torch.Tenso
     if ids:
         table[torch.as_tensor(ids, dtype=torch.long, device=device)] = True
     return table
+
+
+def crop_and_resize(
+    result: torch.Tensor, image_size: Tuple[int, int], output_height: int, output_width: int
+) -> torch.Tensor:
+    """Crop a padded per-pixel prediction to the image and resize it to the output size.
+
+    Same values as Detectron2's ``sem_seg_postprocess`` (bilinear, align_corners=False), but the
+    resize is skipped when the crop already has the output size: bilinear resampling at scale 1
+    is exactly the identity, and skipping it saves a full pass over [C, H, W]. The result is
+    contiguous (a copy of the crop only when the input was padded).
+
+    Args:
+        result: [C, H_pad, W_pad]; image_size: (h, w) of the unpadded image;
+        output_height, output_width: wanted size.
+    Returns:
+        [C, output_height, output_width]
+    """
+    h, w = int(image_size[0]), int(image_size[1])
+    result = result[:, :h, :w]
+    if (h, w) == (int(output_height), int(output_width)):
+        return result.contiguous()
+    return F.interpolate(
+        result[None], size=(output_height, output_width), mode="bilinear", align_corners=False
+    )[0]
 
 
 def semantic_inference(

@@ -35,6 +35,20 @@ def _fsync_dir(dirname: str) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where possible (Linux /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic set-and-restore
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path``; on clean exit it atomically becomes ``path``.
@@ -48,6 +62,8 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[IO]:
     os.makedirs(dirname, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{basename}.tmp-{os.getpid()}-", dir=dirname)
     try:
+        # mkstemp creates 0600 files; give the result the permissions open() would have
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -4,6 +4,7 @@ Every dataset here is read by a real loader (Detectron2's or the project's) from
 in the dataset's own on-disk format, then passed through the mapper chosen by
 INPUT.DATASET_MAPPER_NAME.
 """
+
 import json
 import os
 
@@ -95,7 +96,9 @@ def coco_panoptic_dicts():
         _coco_meta(),
     )
     assert len(dicts) == 2
-    for d in dicts:  # load_coco_panoptic_json leaves out the image size; check_image_size needs none
+    for (
+        d
+    ) in dicts:  # load_coco_panoptic_json leaves out the image size; check_image_size needs none
         d.pop("height", None)
         d.pop("width", None)
     return dicts
@@ -114,8 +117,11 @@ def coco_instance_dicts():
 def _expected_segments(d, contiguous=True):
     """(class, pixel count) of the non-crowd segments of a COCO panoptic dict, at full size."""
     pan = rgb_to_id(np.asarray(Image.open(d["pan_seg_file_name"]).convert("RGB")))
-    return {s["id"]: (s["category_id"], int((pan == s["id"]).sum())) for s in d["segments_info"]
-            if not s.get("iscrowd", 0)}, pan
+    return {
+        s["id"]: (s["category_id"], int((pan == s["id"]).sum()))
+        for s in d["segments_info"]
+        if not s.get("iscrowd", 0)
+    }, pan
 
 
 def test_panoptic_mapper_without_resize_is_exact_on_coco(coco_panoptic_dicts):
@@ -127,8 +133,10 @@ def test_panoptic_mapper_without_resize_is_exact_on_coco(coco_panoptic_dicts):
         _check_common(out)
         segs, pan = _expected_segments(d)
         assert tuple(out["image"].shape[-2:]) == pan.shape
-        got = sorted((int(c), int(m.sum())) for c, m in zip(out["instances"].gt_classes,
-                                                              out["instances"].gt_masks))
+        got = sorted(
+            (int(c), int(m.sum()))
+            for c, m in zip(out["instances"].gt_classes, out["instances"].gt_masks)
+        )
         assert got == sorted(segs.values())
         # masks are disjoint
         assert out["instances"].gt_masks.sum(0).max() <= 1
@@ -231,8 +239,11 @@ def ade20k_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("ade") / "ADEChallengeData2016"
     meta = get_ade20k_panoptic_metadata()
     thing_ids = list(meta["thing_dataset_id_to_contiguous_id"])[:2]
-    stuff_ids = [i for i in meta["stuff_dataset_id_to_contiguous_id"] if i not in
-                 meta["thing_dataset_id_to_contiguous_id"]][:2]
+    stuff_ids = [
+        i
+        for i in meta["stuff_dataset_id_to_contiguous_id"]
+        if i not in meta["thing_dataset_id_to_contiguous_id"]
+    ][:2]
     seg_cat = {1: stuff_ids[0], 2: thing_ids[0], 3: thing_ids[1], 4: stuff_ids[1]}
     for sub in ("images/training", "annotations_detectron2/training", "ade20k_panoptic_train"):
         (root / sub).mkdir(parents=True)
@@ -243,36 +254,64 @@ def ade20k_root(tmp_path_factory):
         Image.fromarray(image).save(root / "images/training" / f"{name}.jpg")
         sem = np.vectorize(lambda s: meta["stuff_dataset_id_to_contiguous_id"][seg_cat[s]])(ids)
         sem[:5] = 255  # "other" pixels
-        Image.fromarray(sem.astype(np.uint8)).save(root / "annotations_detectron2/training" / f"{name}.png")
+        Image.fromarray(sem.astype(np.uint8)).save(
+            root / "annotations_detectron2/training" / f"{name}.png"
+        )
         Image.fromarray(_id2rgb(ids)).save(root / "ade20k_panoptic_train" / f"{name}.png")
         images.append({"id": i + 1, "file_name": f"{name}.jpg", "height": 60, "width": 80})
         segments = []
         for sid in np.unique(ids):
             ys, xs = np.nonzero(ids == sid)
             bbox = [int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1), int(np.ptp(ys) + 1)]
-            segments.append({"id": int(sid), "category_id": seg_cat[sid], "iscrowd": 0,
-                             "area": int(len(xs)), "bbox": bbox})
+            segments.append(
+                {
+                    "id": int(sid),
+                    "category_id": seg_cat[sid],
+                    "iscrowd": 0,
+                    "area": int(len(xs)),
+                    "bbox": bbox,
+                }
+            )
             if seg_cat[sid] in thing_ids:
                 import pycocotools.mask as mask_util
 
                 rle = mask_util.encode(np.asfortranarray((ids == sid).astype(np.uint8)))
                 rle["counts"] = rle["counts"].decode()
-                inst_annos.append({"id": len(inst_annos) + 1, "image_id": i + 1, "iscrowd": 0,
-                                   "category_id": seg_cat[sid], "bbox": bbox,
-                                   "area": int(len(xs)), "segmentation": rle})
+                inst_annos.append(
+                    {
+                        "id": len(inst_annos) + 1,
+                        "image_id": i + 1,
+                        "iscrowd": 0,
+                        "category_id": seg_cat[sid],
+                        "bbox": bbox,
+                        "area": int(len(xs)),
+                        "segmentation": rle,
+                    }
+                )
         pan_annos.append({"image_id": i + 1, "file_name": f"{name}.png", "segments_info": segments})
-    cats = [{"id": c, "name": str(c), "isthing": int(c in thing_ids)} for c in sorted(set(seg_cat.values()))]
+    cats = [
+        {"id": c, "name": str(c), "isthing": int(c in thing_ids)}
+        for c in sorted(set(seg_cat.values()))
+    ]
     with open(root / "ade20k_panoptic_train.json", "w") as f:
         json.dump({"images": images, "annotations": pan_annos, "categories": cats}, f)
     with open(root / "ade20k_instance_train.json", "w") as f:
-        json.dump({"images": images, "annotations": inst_annos,
-                   "categories": [c for c in cats if c["isthing"]]}, f)
+        json.dump(
+            {
+                "images": images,
+                "annotations": inst_annos,
+                "categories": [c for c in cats if c["isthing"]],
+            },
+            f,
+        )
     return root, meta, seg_cat
 
 
 def test_semantic_mapper_on_ade20k(ade20k_root):
     root, meta, _ = ade20k_root
-    dicts = load_sem_seg(str(root / "annotations_detectron2/training"), str(root / "images/training"))
+    dicts = load_sem_seg(
+        str(root / "annotations_detectron2/training"), str(root / "images/training")
+    )
     assert len(dicts) == 2
     np.random.seed(2)
     cfg = _cfg("mask_former_semantic")
@@ -296,20 +335,27 @@ def test_semantic_mapper_on_ade20k(ade20k_root):
 
 def test_semantic_mapper_without_resize_is_exact(ade20k_root):
     root, _, _ = ade20k_root
-    d = load_sem_seg(str(root / "annotations_detectron2/training"), str(root / "images/training"))[0]
+    d = load_sem_seg(str(root / "annotations_detectron2/training"), str(root / "images/training"))[
+        0
+    ]
     mapper = build_dataset_mapper(_cfg("mask_former_semantic", crop=None, pad=-1))
     mapper.augmentations = T.AugmentationList([])
     out = mapper(d)
     raw = np.asarray(Image.open(d["sem_seg_file_name"])).astype(np.int64)
     assert torch.equal(out["sem_seg"], torch.from_numpy(raw))
-    assert torch.equal(out["image"].permute(1, 2, 0), torch.from_numpy(np.array(Image.open(d["file_name"]))))
+    assert torch.equal(
+        out["image"].permute(1, 2, 0), torch.from_numpy(np.array(Image.open(d["file_name"])))
+    )
 
 
 def test_panoptic_and_instance_mappers_on_ade20k(ade20k_root):
     root, meta, seg_cat = ade20k_root
     dicts = load_panoptic_json(
-        str(root / "ade20k_panoptic_train.json"), str(root / "images/training"),
-        str(root / "ade20k_panoptic_train"), str(root / "annotations_detectron2/training"), meta,
+        str(root / "ade20k_panoptic_train.json"),
+        str(root / "images/training"),
+        str(root / "ade20k_panoptic_train"),
+        str(root / "annotations_detectron2/training"),
+        meta,
     )
     mapper = build_dataset_mapper(_cfg("mask_former_panoptic", crop=None, pad=-1))
     mapper.augmentations = T.AugmentationList([])
@@ -317,9 +363,14 @@ def test_panoptic_and_instance_mappers_on_ade20k(ade20k_root):
         out = mapper(d)
         _check_common(out)
         assert "sem_seg" in out
-        expected = sorted(meta["stuff_dataset_id_to_contiguous_id"][c] if c not in
-                          meta["thing_dataset_id_to_contiguous_id"] else
-                          meta["thing_dataset_id_to_contiguous_id"][c] for c in seg_cat.values())
+        expected = sorted(
+            (
+                meta["stuff_dataset_id_to_contiguous_id"][c]
+                if c not in meta["thing_dataset_id_to_contiguous_id"]
+                else meta["thing_dataset_id_to_contiguous_id"][c]
+            )
+            for c in seg_cat.values()
+        )
         assert sorted(out["instances"].gt_classes.tolist()) == expected
         assert out["instances"].gt_masks.sum(0).min() == 1  # the segments tile the image
 
@@ -357,7 +408,8 @@ def cityscapes_root(tmp_path_factory):
         label = np.vectorize(seg_label.get)(ids).astype(np.uint8)
         Image.fromarray(label).save(gt_dir / f"{base}_gtFine_labelIds.png")
         Image.fromarray(np.vectorize(train_id.get)(label).astype(np.uint8)).save(
-            gt_dir / f"{base}_gtFine_labelTrainIds.png")
+            gt_dir / f"{base}_gtFine_labelTrainIds.png"
+        )
         inst = label.astype(np.int32)
         for sid in (2, 3, 4):
             inst[ids == sid] = seg_label[sid] * 1000 + sid
@@ -366,14 +418,22 @@ def cityscapes_root(tmp_path_factory):
             json.dump({"imgHeight": 64, "imgWidth": 128, "objects": []}, f)
         pan_ids = np.where(inst >= 1000, inst, label.astype(np.int32) * 1000)
         Image.fromarray(_id2rgb(pan_ids)).save(pan_dir / f"{base}_gtFine_panoptic.png")
-        segments = [{"id": int(s), "category_id": int(s // 1000), "iscrowd": 0}
-                    for s in np.unique(pan_ids)]
-        annos.append({"image_id": base, "file_name": f"{base}_gtFine_panoptic.png",
-                      "segments_info": segments})
+        segments = [
+            {"id": int(s), "category_id": int(s // 1000), "iscrowd": 0} for s in np.unique(pan_ids)
+        ]
+        annos.append(
+            {
+                "image_id": base,
+                "file_name": f"{base}_gtFine_panoptic.png",
+                "segments_info": segments,
+            }
+        )
     with open(root / "gtFine/cityscapes_panoptic_train.json", "w") as f:
         json.dump({"annotations": annos}, f)
-    meta = {"thing_dataset_id_to_contiguous_id": {24: 11, 26: 13},
-            "stuff_dataset_id_to_contiguous_id": {7: 0, 24: 11, 26: 13}}
+    meta = {
+        "thing_dataset_id_to_contiguous_id": {24: 11, 26: 13},
+        "stuff_dataset_id_to_contiguous_id": {7: 0, 24: 11, 26: 13},
+    }
     return root, meta
 
 
@@ -389,16 +449,24 @@ def test_mappers_on_cityscapes(cityscapes_root):
     _check_common(out)
     assert set(out["instances"].gt_classes.tolist()) <= {0, 11, 13}
 
-    pan = load_cityscapes_panoptic(img, str(root / "gtFine/cityscapes_panoptic_train"),
-                                   str(root / "gtFine/cityscapes_panoptic_train.json"), meta)
+    pan = load_cityscapes_panoptic(
+        img,
+        str(root / "gtFine/cityscapes_panoptic_train"),
+        str(root / "gtFine/cityscapes_panoptic_train.json"),
+        meta,
+    )
     mapper = build_dataset_mapper(_cfg("mask_former_panoptic", crop=None, pad=-1))
     mapper.augmentations = T.AugmentationList([])
     out = mapper(pan[0])
     _check_common(out)
     assert sorted(out["instances"].gt_classes.tolist()) == [0, 11, 13, 13]
-    assert torch.equal(out["sem_seg"] == 13, out["instances"].gt_masks[out["instances"].gt_classes == 13].any(0))
+    assert torch.equal(
+        out["sem_seg"] == 13, out["instances"].gt_masks[out["instances"].gt_classes == 13].any(0)
+    )
 
-    inst = load_cityscapes_instances(img, str(root / "gtFine/train"), from_json=False, to_polygons=True)
+    inst = load_cityscapes_instances(
+        img, str(root / "gtFine/train"), from_json=False, to_polygons=True
+    )
     # the loader maps label ids to contiguous thing ids: person 24 → 0, car 26 → 2
     mapper = build_dataset_mapper(_cfg("mask_former_instance", crop=None, pad=-1))
     mapper.augmentations = T.AugmentationList([])
@@ -428,8 +496,13 @@ def test_color_aug_ssd_transform():
 
 
 def test_registry_and_errors():
-    assert set(DATASET_MAPPERS) >= {"mask_former_semantic", "mask_former_panoptic",
-                                    "mask_former_instance", "coco_instance_lsj", "coco_panoptic_lsj"}
+    assert set(DATASET_MAPPERS) >= {
+        "mask_former_semantic",
+        "mask_former_panoptic",
+        "mask_former_instance",
+        "coco_instance_lsj",
+        "coco_panoptic_lsj",
+    }
     with pytest.raises(KeyError, match="DATASET_MAPPER_NAME"):
         build_dataset_mapper(_cfg("no_such_mapper"))
     mapper = build_dataset_mapper(_cfg("mask_former_semantic"))

@@ -13,7 +13,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode
 
-from conftest import COCO_IMAGES
+COCO_IMAGES = "/work/shared/data/coco_panoptic_sample/input_images"  # same as conftest.py
 
 
 class _Records(logging.Handler):
@@ -192,3 +192,42 @@ def test_cli_video(demo_module, fake_config, tmp_path):
     assert demo_module.main([
         "--config-file", fake_config, "--video-input", str(tmp_path / "none.mp4"), "--output", str(out)
     ]) == 1
+
+
+# --------------------------------------------------------------------------- the real model
+QUICKSTART_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "configs", "quickstart", "synthetic_panoptic.yaml")
+
+
+def test_tiny_mask2former_random_weights_on_coco_photos(demo_module, tmp_path):
+    """The quick-start Mask2Former (random weights, COCO's 133 classes) on the real photos:
+    the command line with panoptic output, then the instance and semantic drawings."""
+    coco = ["DATASETS.TRAIN", "('coco_2017_val_panoptic_with_sem_seg',)",
+            "DATASETS.TEST", "('coco_2017_val_panoptic_with_sem_seg',)",
+            "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "133", "INPUT.MIN_SIZE_TEST", "160",
+            "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "0.0",
+            "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD", "0.0"]
+    torch.manual_seed(0)
+    argv = ["--config-file", QUICKSTART_CONFIG, "--input", COCO_IMAGES, "--output",
+            str(tmp_path), "--confidence-threshold", "0", "--opts"] + coco
+    assert demo_module.main(argv) == 0
+    names = sorted(os.listdir(COCO_IMAGES))
+    assert sorted(os.listdir(tmp_path)) == names
+    for name in names:
+        a = cv2.imread(os.path.join(COCO_IMAGES, name))
+        b = cv2.imread(str(tmp_path / name))
+        assert b is not None and a.shape == b.shape
+        assert _changed(a, b, (0.0, 1.0), (0.0, 1.0)) > 2, "nothing was drawn"
+
+    from predictor import VisualizationDemo
+
+    demo = VisualizationDemo(demo_module.setup_cfg(demo_module.get_parser().parse_args(argv)),
+                             confidence_threshold=0.0)
+    img = cv2.imread(os.path.join(COCO_IMAGES, names[0]))
+    predictions = demo.predictor(img)
+    assert set(predictions) == {"panoptic_seg", "instances", "sem_seg"}
+    for task in ("instance", "semantic"):
+        demo.task = task
+        _, vis = demo.draw(img[:, :, ::-1], predictions)
+        assert demo.last_drawn[0] == task and demo.last_drawn[1] > 0
+        assert _changed(img, vis.get_image()[:, :, ::-1], (0.0, 1.0), (0.0, 1.0)) > 2, task

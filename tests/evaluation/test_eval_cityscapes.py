@@ -39,7 +39,9 @@ def test_cityscapes_sem_seg_iou_100(cityscapes_root):
     assert res["sem_seg"]["IoU"] == pytest.approx(100.0)
 
 
-def test_cityscapes_instance_ap_100(cityscapes_root):
+def test_cityscapes_instance_ap_100(cityscapes_root, tmp_path, monkeypatch):
+    # cityscapesscripts writes its matches.json into the working directory
+    monkeypatch.chdir(tmp_path)
     from cityscapesscripts.helpers.labels import id2label
 
     name = "cityscapes_fine_instance_seg_val"

@@ -171,7 +171,7 @@ def _bad_cases(make_inputs):
         "shapes dtype": ((v, ss.int(), lsi, loc, w), "spatial_shapes"),
         "starts dtype": ((v, ss, lsi.int(), loc, w), "level_start_index"),
         "device": ((v, ss, lsi, loc.to("meta"), w), "sampling_locations"),
-        "not a tensor": ((v, ss.tolist(), lsi, loc, w), "spatial_shapes"),
+        "not a tensor": ((v, ss.numpy(), lsi, loc, w), "spatial_shapes"),
     }
 
 
@@ -182,6 +182,36 @@ def test_python_validation_names_argument(native_cpu, make_inputs, backend):
             ms_deform_attn(*args, backend=backend)
     with pytest.raises(ValueError, match="backend"):
         ms_deform_attn(*make_inputs(1, 1, 1, [(1, 1)], 1, 1), backend="cuda")
+
+
+@pytest.mark.parametrize("backend", ["native", "pytorch"])
+def test_spatial_shapes_as_python_ints(native_cpu, make_inputs, backend):
+    """(H, W) pairs as Python ints (what the pixel decoder passes, so nothing is read back from
+    a tensor under torch.compile) give the tensor form's outputs, gradients and errors."""
+    value, ss, lsi, loc, w = make_inputs(2, 3, 4, [(4, 5), (2, 3)], 6, 2, requires_grad=True)
+    pairs = [(4, 5), (2, 3)]
+    out_t = ms_deform_attn(value, ss, lsi, loc, w, backend=backend)
+    out_l = ms_deform_attn(value, pairs, lsi, loc, w, backend=backend)
+    torch.testing.assert_close(out_l, out_t, rtol=0, atol=0)
+    for gl, gt in zip(_grads(out_l, (value, loc, w)), _grads(out_t, (value, loc, w))):
+        torch.testing.assert_close(gl, gt, rtol=0, atol=0)
+    bad = {
+        "sum != S": ((value[:, :-1], pairs, lsi, loc, w), "spatial_shapes"),
+        "wrong starts": ((value, pairs, lsi + 1, loc, w), "level_start_index"),
+        "levels": ((value, pairs[:1], lsi, loc, w), "level_start_index"),
+        "negative": ((value, [(-4, -5), (2, 3)], lsi, loc, w), "spatial_shapes"),
+        "triples": ((value, [(4, 5, 1), (2, 3, 1)], lsi, loc, w), "spatial_shapes"),
+        "floats": ((value, [(4.0, 5.0), (2.0, 3.0)], lsi, loc, w), "spatial_shapes"),
+    }
+    for case, (args, name) in bad.items():
+        with pytest.raises(ValueError, match=name):
+            ms_deform_attn(*args, backend=backend)
+
+    torch.manual_seed(0)
+    m = MSDeformAttn(d_model=16, n_levels=2, n_heads=4, n_points=2, backend=backend)
+    query, refpts, x = torch.randn(1, 7, 16), torch.rand(1, 7, 2, 2), torch.randn(1, 26, 16)
+    torch.testing.assert_close(m(query, refpts, x, pairs, lsi), m(query, refpts, x, ss, lsi),
+                               rtol=0, atol=0)
 
 
 def test_cpp_checks_name_argument(native_cpu, make_inputs):
@@ -271,7 +301,7 @@ def test_module_same_output_with_both_backends(native_cpu):
     out_n.square().sum().backward()
     out_r.square().sum().backward()
     for (name, pn), pr in zip(native.named_parameters(), ref.parameters()):
-        _assert_close_rel(pn.grad, pr.grad, rtol=1e-4, name=f"grad of {name}")
+        _assert_close_rel(pn.grad, pr.grad, name=f"grad of {name}")
     assert set(native.state_dict()) == {
         f"{m}.{p}" for m in ("sampling_offsets", "attention_weights", "value_proj", "output_proj")
         for p in ("weight", "bias")}
@@ -312,7 +342,6 @@ import torch
 import mask2former
 from mask2former.layers import available_backends, ms_deform_attn
 assert available_backends() == ["pytorch"], available_backends()
-assert not hasattr(torch.ops.mask2former, "ms_deform_attn_forward") or True
 ss = torch.tensor([[2, 2]]); lsi = torch.tensor([0])
 v = torch.randn(1, 4, 1, 2); loc = torch.rand(1, 3, 1, 1, 1, 2); w = torch.ones(1, 3, 1, 1, 1)
 assert ms_deform_attn(v, ss, lsi, loc, w).shape == (1, 3, 2)  # auto -> pytorch

@@ -41,3 +41,17 @@ def test_config_builds(rel):
     mparams = sum(p.numel() for p in model.parameters()) / 1e6
     if rel in EXPECTED_MPARAMS:
         assert round(mparams, 2) == EXPECTED_MPARAMS[rel]
+
+
+def test_registered_in_detectron2_registries():
+    import mask2former  # noqa: F401
+    from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
+
+    from mask2former.modeling.transformer_decoder import TRANSFORMER_DECODER_REGISTRY
+
+    assert "MaskFormer" in META_ARCH_REGISTRY
+    for name in ("MaskFormerHead", "MSDeformAttnPixelDecoder", "BasePixelDecoder"):
+        assert name in SEM_SEG_HEADS_REGISTRY
+    for name in ("MultiScaleMaskedTransformerDecoder", "StandardTransformerDecoder"):
+        assert name in TRANSFORMER_DECODER_REGISTRY
+    assert "D2SwinTransformer" in BACKBONE_REGISTRY

@@ -1,4 +1,5 @@
 """SetCriterion: hand-made cases, dense vs point-sampled, deep supervision, num_masks (SPEC §6)."""
+
 import math
 import os
 import socket
@@ -29,7 +30,11 @@ def _criterion(num_points=0, eos=0.1, importance=0.75):
 def _perfect_case(size=32):
     """Two images; each GT segment has one query predicting it with confident logits."""
     gen = torch.Generator().manual_seed(0)
-    targets, logits, masks = [], torch.full((2, 5, K + 1), -20.0), torch.full((2, 5, size, size), -20.0)
+    targets, logits, masks = (
+        [],
+        torch.full((2, 5, K + 1), -20.0),
+        torch.full((2, 5, size, size), -20.0),
+    )
     logits[:, :, K] = 20.0  # no-object by default
     for b, labels in enumerate([torch.tensor([0, 2]), torch.tensor([1])]):
         coarse = torch.rand(1, len(labels), 4, 4, generator=gen) > 0.5  # blocky masks
@@ -85,8 +90,11 @@ def test_empty_targets_train_without_error():
     logits = torch.randn(2, 4, K + 1, requires_grad=True)
     empty = {"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 32, 32)}
     for num_points in (0, 50):
-        outputs = {"pred_logits": logits, "pred_masks": pred_masks,
-                   "aux_outputs": [{"pred_logits": logits * 2, "pred_masks": pred_masks * 2}]}
+        outputs = {
+            "pred_logits": logits,
+            "pred_masks": pred_masks,
+            "aux_outputs": [{"pred_logits": logits * 2, "pred_masks": pred_masks * 2}],
+        }
         losses = _criterion(num_points)(outputs, [empty, dict(empty)])
         assert losses["loss_mask"].item() == 0 and losses["loss_dice"].item() == 0
         expected_ce = -logits.log_softmax(-1)[..., K].mean()
@@ -105,12 +113,16 @@ def test_one_image_empty_other_not():
 
 def test_deep_supervision_keys_and_values():
     outputs, targets = _perfect_case()
-    aux = [{"pred_logits": outputs["pred_logits"].clone(), "pred_masks": outputs["pred_masks"].clone()}
-           for _ in range(3)]
+    aux = [
+        {"pred_logits": outputs["pred_logits"].clone(), "pred_masks": outputs["pred_masks"].clone()}
+        for _ in range(3)
+    ]
     aux[1]["pred_masks"] = -aux[1]["pred_masks"]
     outputs["aux_outputs"] = aux
     losses = _criterion(num_points=0)(outputs, targets)
-    expected = {f"{n}{s}" for n in ("loss_ce", "loss_mask", "loss_dice") for s in ("", "_0", "_1", "_2")}
+    expected = {
+        f"{n}{s}" for n in ("loss_ce", "loss_mask", "loss_dice") for s in ("", "_0", "_1", "_2")
+    }
     assert set(losses) == expected
     assert losses["loss_dice_0"] < 1e-6 and losses["loss_dice_2"] < 1e-6
     assert losses["loss_dice_1"] > 0.2
@@ -129,8 +141,12 @@ def test_mask_losses_are_normalised_by_num_masks():
 def test_point_sampled_loss_approximates_dense_with_uniform_points():
     torch.manual_seed(2)
     outputs = {"pred_logits": torch.randn(1, 4, K + 1), "pred_masks": torch.randn(1, 4, 16, 16) * 2}
-    targets = [{"labels": torch.tensor([0, 1]),
-                "masks": F.interpolate(torch.rand(1, 2, 4, 4), size=(32, 32))[0] > 0.5}]
+    targets = [
+        {
+            "labels": torch.tensor([0, 1]),
+            "masks": F.interpolate(torch.rand(1, 2, 4, 4), size=(32, 32))[0] > 0.5,
+        }
+    ]
     dense = _criterion(num_points=0)(outputs, targets)
     crit = _criterion(num_points=20000, importance=0.0)
     crit.matcher = HungarianMatcher(2.0, 5.0, 5.0, num_points=0)  # same matching as dense
@@ -174,7 +190,7 @@ def _worker(rank, port, result_dir):
 
 
 def test_num_masks_is_averaged_over_workers(tmp_path):
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="fork")
     for rank in range(2):
         value, value_empty = map(float, (tmp_path / f"{rank}.txt").read_text().split())
         assert value == 1.5  # (3 + 0) / 2 on both workers

@@ -24,27 +24,29 @@ def _image(h, w, seed):
 
 
 def _train_inputs():
-    a = Instances((64, 96))
+    a = Instances((64, 64))
     a.gt_classes = torch.tensor([3, 100], dtype=torch.int64)
-    m = torch.zeros(2, 64, 96, dtype=torch.bool)
+    m = torch.zeros(2, 64, 64, dtype=torch.bool)
     m[0, 10:30, 20:50] = True
     m[1, 40:, :] = True
     a.gt_masks = BitMasks(m)
-    b = Instances((80, 64))
+    b = Instances((40, 64))  # padded to 64x64 by the meta-architecture
     b.gt_classes = torch.tensor([7], dtype=torch.int64)
-    mb = torch.zeros(1, 80, 64, dtype=torch.uint8)
-    mb[0, 5:60, 5:40] = 1
+    mb = torch.zeros(1, 40, 64, dtype=torch.uint8)
+    mb[0, 5:30, 5:40] = 1
     b.gt_masks = mb  # a plain tensor works too
     return [
-        {"image": _image(64, 96, 0), "instances": a},
-        {"image": _image(80, 64, 1), "instances": b},
+        {"image": _image(64, 64, 0), "instances": a},
+        {"image": _image(40, 64, 1), "instances": b},
     ]
 
 
 @pytest.mark.parametrize("rel,aux", [(COCO_R50, 9), ("coco/panoptic/maskformer_r50.yaml", 5)])
 def test_training_losses(rel, aux):
     torch.manual_seed(0)
-    model = build_model(make_cfg(rel, "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256"))
+    # frozen backbone: the test is about the head and the losses, and backward stays cheap
+    opts = ("MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256", "MODEL.BACKBONE.FREEZE_AT", "5")
+    model = build_model(make_cfg(rel, *opts))
     model.train()
     with torch.enable_grad():
         losses = model(_train_inputs())
@@ -70,6 +72,23 @@ def test_head_outputs_and_padding(coco_r50_model):
     assert out["pred_masks"].shape == (1, 100, 16, 24)
     assert len(out["aux_outputs"]) == 9  # DEC_LAYERS 10 -> 9 layers + the query prediction
     assert all(a["pred_masks"].shape == (1, 100, 16, 24) for a in out["aux_outputs"])
+
+
+def test_batched_equals_single_images(coco_r50_model):
+    """Per-image attention masks are laid out batch-major for every head."""
+    model = coco_r50_model
+    images = [_image(64, 64, 10), _image(64, 64, 11)]
+    with torch.no_grad():
+        x = model.preprocess_image([{"image": im} for im in images]).tensor
+        both = model.sem_seg_head(model.backbone(x))
+        for i in range(2):
+            one = model.sem_seg_head(model.backbone(x[i : i + 1]))
+            torch.testing.assert_close(
+                both["pred_masks"][i], one["pred_masks"][0], rtol=1e-4, atol=1e-4
+            )
+            torch.testing.assert_close(
+                both["pred_logits"][i], one["pred_logits"][0], rtol=1e-4, atol=1e-4
+            )
 
 
 def test_inference_outputs_at_requested_size(coco_r50_model):

@@ -1,4 +1,5 @@
 """HungarianMatcher: optimality vs brute force, cost terms, robustness (SPEC §6)."""
+
 import itertools
 
 import numpy as np
@@ -48,11 +49,13 @@ def test_matcher_is_optimal_vs_brute_force(seed, q, g, num_points):
     # same random points for the cost matrix and the assignment
     torch.manual_seed(seed)
     cost = matcher.cost_matrix(
-        outputs["pred_logits"][0], outputs["pred_masks"][0], targets[0]["labels"],
+        outputs["pred_logits"][0],
+        outputs["pred_masks"][0],
+        targets[0]["labels"],
         targets[0]["masks"],
     ).numpy()
     torch.manual_seed(seed)
-    (rows, cols), = matcher(outputs, targets)
+    ((rows, cols),) = matcher(outputs, targets)
     assert len(rows) == len(cols) == min(q, g)
     assert rows.dtype == torch.int64 and cols.dtype == torch.int64
     assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
@@ -83,7 +86,7 @@ def test_class_cost_only_matches_highest_probability():
     logits[0, 1, 2] = 10.0
     outputs = {"pred_logits": logits, "pred_masks": torch.zeros(1, 3, 4, 4)}
     targets = [{"labels": torch.tensor([1, 0]), "masks": torch.zeros(2, 4, 4)}]
-    (rows, cols), = HungarianMatcher(1.0, 0.0, 0.0)(outputs, targets)
+    ((rows, cols),) = HungarianMatcher(1.0, 0.0, 0.0)(outputs, targets)
     assert dict(zip(cols.tolist(), rows.tolist())) == {0: 2, 1: 0}
 
 
@@ -96,7 +99,7 @@ def test_perfect_masks_are_matched():
     pred[0, 3] = -20
     outputs = {"pred_logits": torch.zeros(1, 4, 3), "pred_masks": pred}
     targets = [{"labels": torch.tensor([0, 1, 0]), "masks": gt}]
-    (rows, cols), = HungarianMatcher(0.0, 1.0, 1.0, num_points=0)(outputs, targets)
+    ((rows, cols),) = HungarianMatcher(0.0, 1.0, 1.0, num_points=0)(outputs, targets)
     assert {r: c for r, c in zip(rows.tolist(), cols.tolist())} == {0: 2, 1: 0, 2: 1}
 
 
@@ -114,7 +117,9 @@ def test_non_finite_costs_never_break_assignment():
 def test_empty_targets_and_batch():
     outputs, targets = _problem(5, 4, 2)
     outputs = {k: torch.cat([v, v]) for k, v in outputs.items()}
-    targets = targets + [{"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 12, 12)}]
+    targets = targets + [
+        {"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 12, 12)}
+    ]
     indices = HungarianMatcher(2.0, 5.0, 5.0, num_points=16)(outputs, targets)
     assert len(indices) == 2 and len(indices[0][0]) == 2 and len(indices[1][0]) == 0
 
@@ -124,7 +129,9 @@ def test_matcher_runs_in_fp32_under_autocast():
     outputs = {k: v.bfloat16() for k, v in outputs.items()}
     with torch.autocast("cpu", dtype=torch.bfloat16):
         cost = HungarianMatcher(2.0, 5.0, 5.0, 32).cost_matrix(
-            outputs["pred_logits"][0], outputs["pred_masks"][0], targets[0]["labels"],
+            outputs["pred_logits"][0],
+            outputs["pred_masks"][0],
+            targets[0]["labels"],
             targets[0]["masks"],
         )
     assert cost.dtype == torch.float32

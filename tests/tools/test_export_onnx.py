@@ -44,6 +44,7 @@ def small_swin_cfg():
     return cfg
 
 
+@pytest.mark.slow  # ~15 s alone, over 30 s on a busy 2-core machine
 def test_onnxruntime_matches_pytorch(tmp_path):
     tool = _load_tool()
     torch.manual_seed(0)

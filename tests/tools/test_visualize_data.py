@@ -107,3 +107,26 @@ def test_cli_annotation_source(synthetic_root, tmp_path):
         env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert res.returncode == 2 and "not registered" in res.stdout + res.stderr
+
+
+def test_draw_training_sample():
+    """A mapped training sample (CHW image in INPUT.FORMAT, instances with bool masks)."""
+    import torch
+    from detectron2.structures import Instances
+
+    image = np.full((64, 80, 3), 100, np.uint8)
+    masks = torch.zeros(2, 64, 80, dtype=torch.bool)
+    masks[0, 5:30, 5:30] = True
+    masks[1, 40:60, 50:75] = True
+    inst = Instances((64, 80), gt_classes=torch.tensor([0, 6]), gt_masks=masks)
+    sample = {"image": torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1), "instances": inst}
+    from predictor import full_class_metadata
+
+    meta = full_class_metadata(_meta(), 7)
+    drawn = vd.draw_training_sample(sample, meta, "BGR")
+    assert drawn.shape == (64, 80, 3)
+    for m in masks.numpy():
+        assert _region_change(image, drawn, m) > 10
+    untouched = ~(masks[0] | masks[1]).numpy()
+    untouched[:, :] &= np.pad(np.ones((54, 70), bool), 5)  # away from outlines at the border
+    assert _region_change(image, drawn, untouched) < 12

@@ -3,6 +3,7 @@
 ``build_dataset_mapper(cfg)`` returns the mapper for the configured name; new mappers can be
 added with ``register_dataset_mapper(name)``.
 """
+
 from typing import Callable, Dict
 
 from .coco_instance_new_baseline_dataset_mapper import COCOInstanceNewBaselineDatasetMapper

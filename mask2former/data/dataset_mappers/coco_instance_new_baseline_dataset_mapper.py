@@ -1,4 +1,5 @@
 """COCO instance training with large-scale jitter (INPUT.DATASET_MAPPER_NAME "coco_instance_lsj")."""
+
 import copy
 import logging
 
@@ -29,7 +30,9 @@ class COCOInstanceNewBaselineDatasetMapper:
     @configurable
     def __init__(self, is_train=True, *, augmentations, image_format):
         if not is_train:
-            raise ValueError(f"{type(self).__name__} is a training mapper; use DatasetMapper for tests")
+            raise ValueError(
+                f"{type(self).__name__} is a training mapper; use DatasetMapper for tests"
+            )
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
@@ -68,7 +71,9 @@ class COCOInstanceNewBaselineDatasetMapper:
         instances = make_instances(
             shape, [annos[i]["category_id"] for i in keep], [masks[i] for i in keep]
         )
-        instances.gt_boxes = masks_to_boxes(instances.gt_masks) if keep else Boxes(torch.zeros(0, 4))
+        instances.gt_boxes = (
+            masks_to_boxes(instances.gt_masks) if keep else Boxes(torch.zeros(0, 4))
+        )
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         dataset_dict["instances"] = instances
         return dataset_dict

@@ -1,4 +1,5 @@
 """COCO panoptic training with large-scale jitter (INPUT.DATASET_MAPPER_NAME "coco_panoptic_lsj")."""
+
 import copy
 
 import numpy as np

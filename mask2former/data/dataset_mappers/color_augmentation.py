@@ -5,6 +5,7 @@ Brightness shift, contrast scale, saturation scale and hue shift, each applied w
 :class:`ColorAugSSDTransform` is deterministic and leaves geometry (segmentation, coordinates)
 untouched.
 """
+
 import cv2
 import numpy as np
 

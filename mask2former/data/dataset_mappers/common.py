@@ -1,4 +1,5 @@
 """Helpers shared by the Mask2Former training mappers (pure functions on numpy/torch data)."""
+
 from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -64,7 +65,9 @@ def build_lsj_augmentations(cfg):
     """Large-scale jitter (COCO): flip, ResizeScale(MIN_SCALE..MAX_SCALE of IMAGE_SIZE), FixedSizeCrop."""
     size = cfg.INPUT.IMAGE_SIZE
     if cfg.INPUT.RANDOM_FLIP not in ("horizontal", "vertical", "none"):
-        raise ValueError(f"INPUT.RANDOM_FLIP must be horizontal/vertical/none, got {cfg.INPUT.RANDOM_FLIP}")
+        raise ValueError(
+            f"INPUT.RANDOM_FLIP must be horizontal/vertical/none, got {cfg.INPUT.RANDOM_FLIP}"
+        )
     augs: List[T.Augmentation] = []
     if cfg.INPUT.RANDOM_FLIP != "none":
         augs.append(
@@ -75,8 +78,10 @@ def build_lsj_augmentations(cfg):
         )
     augs += [
         T.ResizeScale(
-            min_scale=cfg.INPUT.MIN_SCALE, max_scale=cfg.INPUT.MAX_SCALE,
-            target_height=size, target_width=size,
+            min_scale=cfg.INPUT.MIN_SCALE,
+            max_scale=cfg.INPUT.MAX_SCALE,
+            target_height=size,
+            target_width=size,
         ),
         T.FixedSizeCrop(crop_size=(size, size), pad_value=IMAGE_PAD_VALUE),
     ]

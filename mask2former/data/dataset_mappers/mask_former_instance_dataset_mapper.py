@@ -1,4 +1,5 @@
 """Training mapper for instance segmentation (INPUT.DATASET_MAPPER_NAME "mask_former_instance")."""
+
 import copy
 import logging
 
@@ -28,7 +29,9 @@ class MaskFormerInstanceDatasetMapper:
     @configurable
     def __init__(self, is_train=True, *, augmentations, image_format, size_divisibility):
         if not is_train:
-            raise ValueError(f"{type(self).__name__} is a training mapper; use DatasetMapper for tests")
+            raise ValueError(
+                f"{type(self).__name__} is a training mapper; use DatasetMapper for tests"
+            )
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format

@@ -1,4 +1,5 @@
 """Training mapper for panoptic segmentation (INPUT.DATASET_MAPPER_NAME "mask_former_panoptic")."""
+
 import copy
 
 import numpy as np
@@ -43,7 +44,10 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
         sem_t = None if sem_seg is None else torch.as_tensor(aug_input.sem_seg.astype("long"))
         pan_t = torch.as_tensor(pan_seg)
         image_t, sem_t, pan_t = pad_to_fixed_size(
-            image_t, self.size_divisibility, sem_seg=sem_t, pan_seg=pan_t,
+            image_t,
+            self.size_divisibility,
+            sem_seg=sem_t,
+            pan_seg=pan_t,
             ignore_label=self.ignore_label,
         )
         dataset_dict["image"] = image_t

@@ -4,6 +4,7 @@ A 6-layer deformable transformer encoder over res3..res5 (coarsest first), then 
 for res2 and a 1x1 conv giving the per-pixel mask features.
 """
 
+import logging
 import math
 from typing import Dict, List
 
@@ -29,6 +30,17 @@ __all__ = [
 
 # The encoder's feed-forward width is fixed in the released models (no config key).
 ENCODER_DIM_FEEDFORWARD = 1024
+
+
+def _level_sizes(maps):
+    """(H, W) of each map [N, C, H, W] as Python ints, read from the shapes (not from a tensor).
+
+    Under torch.compile they are ints or SymInts (no graph break); under torch.jit tracing
+    (ONNX export) the traced sizes become constants, i.e. the trace has a fixed input size.
+    """
+    if torch.jit.is_tracing():
+        return [(int(m.shape[-2]), int(m.shape[-1])) for m in maps]
+    return [(m.shape[-2], m.shape[-1]) for m in maps]
 
 
 class MSDeformAttnTransformerEncoderLayer(nn.Module):
@@ -61,7 +73,8 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
         Args:
             src, pos: [N, S, C] flattened levels and their position (+ level) embeddings.
             reference_points: [N, S, L, 2] normalised (x, y).
-            spatial_shapes: [L, 2] (H, W); level_start_index: [L]; padding_mask: [N, S] or None.
+            spatial_shapes: list of L (H, W) Python ints (or an [L, 2] int64 tensor, see
+                `MSDeformAttn`); level_start_index: [L]; padding_mask: [N, S] or None.
         Returns:
             [N, S, C]
         """
@@ -91,10 +104,17 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         """Pixel centres of every level, normalised to [0, 1] as (x, y).
 
         With no padding (valid ratios 1) the point is the same for every level.
-        Returns [batch, S, num_levels, 2].
+
+        Args:
+            spatial_shapes: list of (H, W) Python ints per level (an [L, 2] tensor also works,
+                but is read back to the host: a graph break under torch.compile).
+        Returns:
+            [batch, S, num_levels, 2]
         """
+        if isinstance(spatial_shapes, torch.Tensor):
+            spatial_shapes = spatial_shapes.tolist()
         refs = []
-        for h, w in spatial_shapes.tolist():
+        for h, w in spatial_shapes:
             ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) / h
             xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) / w
             ref_y, ref_x = torch.meshgrid(ys, xs, indexing="ij")
@@ -103,8 +123,15 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         return ref[None, :, None, :].expand(batch, -1, num_levels, -1)
 
     def forward(self, src, spatial_shapes, level_start_index, pos=None, padding_mask=None):
+        """
+        Args:
+            src, pos: [N, S, C]; spatial_shapes: list of L (H, W) Python ints (or [L, 2]
+            int64); level_start_index: [L] int64; padding_mask: [N, S] bool or None.
+        Returns:
+            [N, S, C]
+        """
         reference_points = self.get_reference_points(
-            spatial_shapes, spatial_shapes.shape[0], src.shape[0], src.device
+            spatial_shapes, len(spatial_shapes), src.shape[0], src.device
         )
         out = src
         for layer in self.layers:
@@ -161,8 +188,10 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
             srcs, pos_embeds: per level [N, C, H_l, W_l].
         Returns:
             memory [N, S, C], spatial_shapes [L, 2] int64, level_start_index [L] int64.
+        The encoder itself gets the (H, W) of each level as Python ints (from the feature
+        shapes), so no tensor is read back to the host (one graph under torch.compile).
         """
-        shapes = [tuple(s.shape[-2:]) for s in srcs]
+        shapes = _level_sizes(srcs)
         src_flatten = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
         pos_flatten = torch.cat(
             [
@@ -171,11 +200,11 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
             ],
             1,
         )
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=src_flatten.device)
+        spatial_shapes = torch.tensor(shapes, dtype=torch.long, device=src_flatten.device)
         level_start_index = torch.cat(
             (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
         )
-        memory = self.encoder(src_flatten, spatial_shapes, level_start_index, pos_flatten)
+        memory = self.encoder(src_flatten, shapes, level_start_index, pos_flatten)
         return memory, spatial_shapes, level_start_index
 
 
@@ -269,6 +298,14 @@ class MSDeformAttnPixelDecoder(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         head = cfg.MODEL.SEM_SEG_HEAD
+        if head.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS != cfg.MODEL.MASK_FORMER.NHEADS:
+            logging.getLogger(__name__).warning(
+                "MSDeformAttnPixelDecoder uses DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS=%d encoder "
+                "heads; the original implementation ignored that key and used "
+                "MODEL.MASK_FORMER.NHEADS=%d",
+                head.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS,
+                cfg.MODEL.MASK_FORMER.NHEADS,
+            )
         return {
             "input_shape": {k: v for k, v in input_shape.items() if k in head.IN_FEATURES},
             "conv_dim": head.CONVS_DIM,
@@ -292,24 +329,21 @@ class MSDeformAttnPixelDecoder(nn.Module):
         Returns:
             mask_features [N, mask_dim, H/4, W/4]; the encoder output of the coarsest level
             [N, conv_dim, H/32, W/32]; multi-scale features [res5, res4, res3 levels], each
-            [N, conv_dim, H_l, W_l]. Computed in fp32 (deformable attention has no fp16 path).
+            [N, conv_dim, H_l, W_l]. Under autocast the convs and linears run in the autocast
+            dtype; `MSDeformAttn` samples in the widest dtype of its inputs (its sampling
+            locations stay fp32), so nothing here forces the whole decoder to fp32.
         """
-        device_type = next(iter(features.values())).device.type
-        with torch.autocast(device_type=device_type, enabled=False):
-            return self._forward_features_fp32(features)
-
-    def _forward_features_fp32(self, features):
         srcs, pos = [], []
         for idx, name in enumerate(self.transformer_in_features[::-1]):
             x = features[name].float()
             srcs.append(self.input_proj[idx](x))
             pos.append(self.pe_layer(x))
-        memory, spatial_shapes, _ = self.transformer(srcs, pos)
+        memory, _, _ = self.transformer(srcs, pos)
         n = memory.shape[0]
-        sizes = spatial_shapes.prod(1).tolist()
+        shapes = _level_sizes(srcs)  # Python ints: no read-back from a tensor
         out = [
             z.transpose(1, 2).reshape(n, -1, h, w)
-            for z, (h, w) in zip(memory.split(sizes, dim=1), spatial_shapes.tolist())
+            for z, (h, w) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)
         ]
         # extra FPN levels, coarse to fine
         for idx, name in enumerate(self.in_features[: self.num_fpn_levels][::-1]):

@@ -1,0 +1,76 @@
+"""The transformer decoders and their shared blocks on small random inputs."""
+
+import torch
+
+from mask2former.modeling.transformer_decoder import (
+    MultiScaleMaskedTransformerDecoder,
+    StandardTransformerDecoder,
+)
+from mask2former.modeling.transformer_decoder.mask2former_transformer_decoder import (
+    attention_mask_from_logits,
+)
+
+
+def test_attention_mask_blocks_background_and_unblocks_empty_rows():
+    logits = torch.full((1, 2, 4, 4), -5.0)
+    logits[0, 0, :2, :2] = 5.0  # query 0: foreground top-left; query 1: no foreground at all
+    mask = attention_mask_from_logits(logits, (4, 4), num_heads=3)
+    assert mask.shape == (3, 2, 16) and mask.dtype == torch.bool
+    fg = torch.zeros(4, 4, dtype=torch.bool)
+    fg[:2, :2] = True
+    for h in range(3):
+        assert torch.equal(mask[h, 0], ~fg.flatten())
+        assert not mask[h, 1].any()  # a fully blocked row attends everywhere instead
+
+
+def test_masked_decoder_shapes_pre_norm():
+    torch.manual_seed(0)
+    dec = MultiScaleMaskedTransformerDecoder(
+        in_channels=24,
+        num_classes=5,
+        hidden_dim=16,
+        num_queries=7,
+        nheads=2,
+        dim_feedforward=32,
+        dec_layers=4,
+        pre_norm=True,
+        mask_dim=8,
+        enforce_input_project=False,
+    )
+    assert all(hasattr(proj, "weight") for proj in dec.input_proj)  # 24 != 16: 1x1 convs
+    feats = [torch.randn(2, 24, 2, 3), torch.randn(2, 24, 4, 6), torch.randn(2, 24, 8, 12)]
+    out = dec(feats, torch.randn(2, 8, 16, 24))
+    assert out["pred_logits"].shape == (2, 7, 6)
+    assert out["pred_masks"].shape == (2, 7, 16, 24)
+    assert len(out["aux_outputs"]) == 4
+    assert torch.isfinite(out["pred_masks"]).all()
+
+
+def test_standard_decoder_with_encoder_and_padding_mask():
+    torch.manual_seed(0)
+    dec = StandardTransformerDecoder(
+        in_channels=32,
+        num_classes=3,
+        hidden_dim=16,
+        num_queries=5,
+        nheads=2,
+        dropout=0.0,
+        dim_feedforward=32,
+        enc_layers=1,
+        dec_layers=3,
+        pre_norm=True,
+        deep_supervision=True,
+        mask_dim=16,
+        enforce_input_project=False,
+    )
+    x = torch.randn(2, 32, 4, 4)
+    mask_features = torch.randn(2, 16, 8, 8)
+    pad = torch.zeros(2, 32, 32, dtype=torch.bool)
+    pad[1, :, 16:] = True  # right half of image 1 is padding
+    out = dec(x, mask_features, pad)
+    assert out["pred_logits"].shape == (2, 5, 4)
+    assert out["pred_masks"].shape == (2, 5, 8, 8)
+    assert len(out["aux_outputs"]) == 2
+    # image 0 has no padding: same result without a mask
+    out0 = dec(x[:1], mask_features[:1])
+    torch.testing.assert_close(out["pred_masks"][0], out0["pred_masks"][0], rtol=1e-4, atol=1e-5)

@@ -1,0 +1,74 @@
+"""tools/benchmark_inference.py: a fast smoke run (tiny sizes, a shallow R50 model).
+
+Checks that the real model call is timed with its stages, that every backend gets a table, and
+that the stage times fit inside the total of the same run. Speed itself is not asserted (a
+benchmark prints numbers; tests must not depend on the machine's load).
+"""
+
+import importlib.util
+import os
+import re
+
+import pytest
+import torch
+
+from mask2former.layers import available_backends
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CONFIG = os.path.join(REPO, "configs", "coco", "panoptic", "r50.yaml")
+STAGES = ("preprocess", "backbone", "pixel_decoder", "transformer_dec", "postprocess")
+# a shallow head keeps the run short; the structure of the model call is unchanged
+SHALLOW = ["MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1", "MODEL.MASK_FORMER.DEC_LAYERS", "2"]
+
+
+def _tool():
+    path = os.path.join(REPO, "tools", "benchmark_inference.py")
+    spec = importlib.util.spec_from_file_location("m2f_benchmark_inference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_all_backends(capsys):
+    backends = ["pytorch"] + (["native"] if "native-cpu" in available_backends() else [])
+    times = _tool().main(
+        ["--config-file", CONFIG, "--size", "64x64", "--batch-size", "1", "--warmup", "1",
+         "--iters", "2", "--backend", *backends, "--opts", *SHALLOW]
+    )
+    out = capsys.readouterr().out
+    assert set(times) == set(backends)
+    for b in backends:
+        assert f"backend {b} " in out
+        for i in range(2):
+            total = times[b]["total"][i]
+            stages = [times[b][s][i] for s in STAGES]
+            assert all(t > 0 for t in stages), (b, stages)
+            assert sum(stages) <= total * 1.001 + 1e-4
+            assert sum(stages) >= 0.5 * total  # the stages cover the model call
+    for s in STAGES + ("total",):
+        rows = re.findall(rf"^{s} +([\d.]+) +([\d.]+) +[\d.]+% +([\d.]+) +([\d.]+)$", out, re.M)
+        assert len(rows) == len(backends), f"no table row for {s}:\n{out}"
+    assert "images/s" in out and "load average" in out
+    if len(backends) > 1:
+        assert "native: total=" in out  # ratio against pytorch from the same run
+
+
+def test_mixed_sizes_are_accumulated(capsys):
+    """Images of two padded sizes run as two batches: every stage is counted twice."""
+    tool = _tool()
+    args = tool.get_parser().parse_args(["--config-file", CONFIG, "--opts", *SHALLOW])
+    model = tool.build(tool.setup_cfg(args), args)
+    recorder = tool.StageRecorder(model, model.device)
+    calls = []
+    original = model.sem_seg_head.predictor.forward
+    model.sem_seg_head.predictor.forward = lambda *a, **k: calls.append(1) or original(*a, **k)
+    inputs = [{"image": torch.zeros(3, 64, 64, dtype=torch.uint8)},
+              {"image": torch.zeros(3, 32, 96, dtype=torch.uint8)}]
+    out, times = recorder.run(inputs)
+    assert len(out) == 2 and len(calls) == 2
+    assert sum(times[s] for s in STAGES) <= times["total"] * 1.001 + 1e-4
+
+
+def test_rejects_bad_size():
+    with pytest.raises(SystemExit):
+        _tool().get_parser().parse_args(["--config-file", CONFIG, "--size", "512"])

@@ -77,7 +77,7 @@ def _panoptic_loop(mask_cls, mask_pred, k, obj_thr, overlap_thr, thing_ids):
             if not isthing:
                 stuff_ids[c] = cur
             seg[mask] = cur
-            info.append({"id": cur, "isthing": isthing, "category_id": c})
+            info.append({"id": cur, "isthing": isthing, "category_id": c, "score": float(cs[i])})
     return seg, info
 
 

@@ -26,6 +26,16 @@ __all__ = [
 ]
 
 
+_CHUNK = 16  # queries processed together: bounds temporaries, keeps the op count low
+
+
+def _count_true(masks: torch.Tensor) -> torch.Tensor:
+    """Number of True pixels of bool masks [N, H, W] → int32 [N].
+
+    Reduces over H first (vectorised over W) so no int32 copy of the masks is made."""
+    return masks.view(torch.uint8).sum(1, dtype=torch.int32).sum(1, dtype=torch.int32)
+
+
 def _class_lookup(ids: Collection[int], num_classes: int, device) -> torch.Tensor:
     """Bool table [num_classes + 1]: True for the given contiguous class ids."""
     table = torch.zeros(num_classes + 1, dtype=torch.bool, device=device)
@@ -101,7 +111,9 @@ def panoptic_inference(
         num_classes: K. thing_ids: contiguous ids of the thing classes.
         mask_prob: optional precomputed ``mask_pred.sigmoid()``.
     Returns:
-        (int32 [H, W] segment ids, 0 = void; list of {"id", "isthing", "category_id"}).
+        (int32 [H, W] segment ids, 0 = void; list of {"id", "isthing", "category_id",
+        "score"}), where "score" is the class probability of the query that opened the segment
+        (not in the original's output; evaluators ignore it, the demo filters on it).
     """
     scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
     keep = labels.ne(num_classes) & (scores > object_mask_threshold)
@@ -111,15 +123,31 @@ def panoptic_inference(
     if not bool(keep.any()):
         return panoptic_seg, []
 
-    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], probs[keep]
+    cur_scores, cur_classes = scores[keep], labels[keep]
     n = cur_classes.shape[0]
-    owner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)  # [H, W] index of a kept query
-    own_prob = cur_masks.gather(0, owner[None])[0]  # the owner's sigmoid at each pixel
+    # Running argmax over the kept queries of score * sigmoid (first maximum wins, as argmax),
+    # a chunk of queries at a time: no [n, H, W] temporaries, and few ops per query.
+    kept_queries = keep.nonzero().flatten()
+    original_area = torch.empty(n, dtype=torch.int32, device=probs.device)
+    owner = best = own_prob = None  # kept-query index, its score * sigmoid, its sigmoid
+    for start in range(0, n, _CHUNK):
+        masks = probs.index_select(0, kept_queries[start : start + _CHUNK])
+        weighted = cur_scores[start : start + _CHUNK].view(-1, 1, 1) * masks
+        chunk_best, chunk_owner = weighted.max(0)
+        chunk_prob = masks.gather(0, chunk_owner[None])[0]
+        original_area[start : start + _CHUNK] = _count_true(masks >= 0.5)
+        if best is None:
+            owner, best, own_prob = chunk_owner, chunk_best, chunk_prob
+            continue
+        better = chunk_best > best
+        best = torch.where(better, chunk_best, best)
+        owner = torch.where(better, chunk_owner + start, owner)
+        own_prob = torch.where(better, chunk_prob, own_prob)
     inside = own_prob >= 0.5
-    flat_owner = owner.flatten()
-    mask_area = torch.bincount(flat_owner, minlength=n)
-    final_area = torch.bincount(flat_owner[inside.flatten()], minlength=n)
-    original_area = (cur_masks >= 0.5).flatten(1).sum(1, dtype=torch.int32)
+    # owner where the pixel is inside its owner's mask, n (void) elsewhere
+    owner_inside = torch.where(inside, owner, n)
+    mask_area = torch.bincount(owner.flatten(), minlength=n)
+    final_area = torch.bincount(owner_inside.flatten(), minlength=n + 1)[:n]
     # the original compares the float ratio `mask_area / original_area` with the threshold
     ratio_ok = (mask_area.double() / original_area.double().clamp_min(1)) >= overlap_threshold
     valid = (mask_area > 0) & (original_area > 0) & (final_area > 0) & ratio_ok
@@ -139,15 +167,19 @@ def panoptic_inference(
     rank[first.argsort()] = torch.arange(first.numel(), device=first.device)  # id - 1 per key
     segment_of_kept = rank[inverse] + 1  # [num kept] segment id
     id_table = torch.zeros(n + 1, dtype=torch.int32, device=probs.device)
-    id_table[kept_idx] = segment_of_kept.to(torch.int32)
-    panoptic_seg = torch.where(inside, id_table[owner], panoptic_seg)
+    id_table[kept_idx] = segment_of_kept.to(torch.int32)  # id_table[n] = 0: void
+    panoptic_seg = id_table[owner_inside]
 
     # one entry per segment, in id order: the kept query that opened it
     first_kept = kept_idx[first[first.argsort()]]
     segments_info = [
-        {"id": i + 1, "isthing": bool(t), "category_id": int(c)}
-        for i, (t, c) in enumerate(
-            zip(is_thing[first_kept].tolist(), cur_classes[first_kept].tolist())
+        {"id": i + 1, "isthing": bool(t), "category_id": int(c), "score": float(sc)}
+        for i, (t, c, sc) in enumerate(
+            zip(
+                is_thing[first_kept].tolist(),
+                cur_classes[first_kept].tolist(),
+                cur_scores[first_kept].tolist(),
+            )
         )
     ]
     return panoptic_seg, segments_info
@@ -155,14 +187,18 @@ def panoptic_inference(
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     """Tight XYXY boxes of binary masks [N, H, W] → [N, 4] float (zeros for empty masks)."""
-    n, h, w = masks.shape
+    return _boxes_from_projections(masks.any(2), masks.any(1))
+
+
+def _boxes_from_projections(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Boxes from per-mask occupied rows [N, H] and columns [N, W] (bool) → [N, 4] float."""
+    n, h = rows.shape
+    w = cols.shape[1]
     if n == 0:
-        return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
-    cols = masks.any(1)  # [N, W]
-    rows = masks.any(2)  # [N, H]
+        return torch.zeros((0, 4), dtype=torch.float32, device=rows.device)
     nonempty = cols.any(1)
-    x_idx = torch.arange(w, device=masks.device)
-    y_idx = torch.arange(h, device=masks.device)
+    x_idx = torch.arange(w, device=rows.device)
+    y_idx = torch.arange(h, device=rows.device)
     x0 = torch.where(cols, x_idx, w).amin(1)
     x1 = torch.where(cols, x_idx, -1).amax(1) + 1
     y0 = torch.where(rows, y_idx, h).amin(1)
@@ -209,14 +245,30 @@ def instance_inference(
         labels_per_image = labels_per_image[keep]
         query_idx = query_idx[keep]
 
-    # per distinct query (a query may appear with several classes), then expanded
+    # per distinct query (a query may appear with several classes), then expanded; filled a
+    # chunk of queries at a time so that no [R, H, W] float copies of the logits are made
     queries, inverse = torch.unique(query_idx, return_inverse=True)
-    binary = mask_pred[queries] > 0
-    probs = mask_pred[queries].sigmoid() if mask_prob is None else mask_prob[queries]
-    area = binary.flatten(1).sum(1, dtype=torch.int32)
-    mask_scores = torch.where(binary, probs, 0).flatten(1).sum(1) / (area + 1e-6)
-    boxes = masks_to_boxes(binary)
-    binary, mask_scores, boxes = binary[inverse], mask_scores[inverse], boxes[inverse]
+    u, (h, w) = queries.numel(), image_size
+    prob_dtype = mask_pred.dtype if mask_prob is None else mask_prob.dtype
+    binary = torch.empty((u, h, w), dtype=torch.bool, device=mask_pred.device)
+    inside_prob = torch.empty((u, h, w), dtype=prob_dtype, device=mask_pred.device)
+    zero = torch.zeros((), dtype=prob_dtype, device=mask_pred.device)
+    for start in range(0, u, _CHUNK):
+        idx = queries[start : start + _CHUNK]
+        chunk = binary[start : start + _CHUNK]
+        logits = mask_pred.index_select(0, idx)
+        torch.gt(logits, 0, out=chunk)
+        prob = logits.sigmoid() if mask_prob is None else mask_prob.index_select(0, idx)
+        torch.where(chunk, prob, zero, out=inside_prob[start : start + _CHUNK])
+    # occupied rows / columns and areas per query (bool reductions done on a uint8 view)
+    as_u8 = binary.view(torch.uint8)
+    rows, cols, area = as_u8.amax(2), as_u8.amax(1), _count_true(binary)
+    # row sums of the whole [U, H*W] tensor (same reduction order as before)
+    mask_scores = inside_prob.flatten(1).sum(1) / (area + 1e-6)
+    del inside_prob
+    boxes = _boxes_from_projections(rows.bool(), cols.bool())
+    if not torch.equal(inverse, torch.arange(u, device=inverse.device)):
+        binary, mask_scores, boxes = binary[inverse], mask_scores[inverse], boxes[inverse]
 
     result = Instances(image_size)
     result.pred_masks = binary

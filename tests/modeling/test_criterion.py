@@ -190,7 +190,9 @@ def _worker(rank, port, result_dir):
 
 
 def test_num_masks_is_averaged_over_workers(tmp_path):
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="fork")
+    # "spawn", not "fork": a child forked after the parent ran OpenMP-parallel torch ops can
+    # deadlock inside the OpenMP runtime.
+    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     for rank in range(2):
         value, value_empty = map(float, (tmp_path / f"{rank}.txt").read_text().split())
         assert value == 1.5  # (3 + 0) / 2 on both workers

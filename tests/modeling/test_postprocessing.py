@@ -46,7 +46,9 @@ def reference_panoptic(mask_cls, mask_pred, num_classes, obj_thr, overlap_thr, t
                 stuff_seen[c] = current + 1
             current += 1
             seg[m] = current
-            info.append({"id": current, "isthing": isthing, "category_id": c})
+            info.append(
+                {"id": current, "isthing": isthing, "category_id": c, "score": float(cur_scores[k])}
+            )
     return seg, info
 
 
@@ -106,10 +108,12 @@ def test_panoptic_stuff_segments_are_merged():
         overlap_threshold=0.5,
         thing_ids=THINGS,
     )
-    assert info == [
+    assert [{k: v for k, v in d.items() if k != "score"} for d in info] == [
         {"id": 1, "isthing": False, "category_id": 5},
         {"id": 2, "isthing": True, "category_id": 1},
     ]
+    probs = mask_cls.softmax(-1).max(-1).values
+    assert [d["score"] for d in info] == [float(probs[0]), float(probs[2])]
     assert (seg[:, :6] == 1).all() and (seg[:, 6:] == 2).all()
 
 
@@ -174,3 +178,40 @@ def test_masks_to_boxes_matches_detectron2_and_handles_empty():
     assert got[2].tolist() == [0, 0, 0, 0]
     assert got[3].tolist() == [7, 4, 8, 5]
     assert masks_to_boxes(torch.zeros(0, 4, 4, dtype=torch.bool)).shape == (0, 4)
+
+
+def test_instance_precomputed_prob_and_empty_masks():
+    mask_cls, mask_pred = random_case(5, q=12)
+    mask_pred[3] = -1.0  # a query with an empty mask: zero box, zero mask score
+    mask_cls[3, 0] = 20.0  # make sure it is among the top pairs
+    kwargs = dict(num_classes=K, test_topk_per_image=30, panoptic_on=False, thing_ids=THINGS)
+    a = instance_inference(mask_cls, mask_pred, **kwargs)
+    b = instance_inference(mask_cls, mask_pred, mask_prob=mask_pred.sigmoid(), **kwargs)
+    for name in ("pred_masks", "scores", "pred_classes"):
+        assert torch.equal(a.get(name), b.get(name)), name
+    assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
+    empty = ~a.pred_masks.flatten(1).any(1)
+    assert empty.any()
+    assert not a.pred_boxes.tensor[empty].any() and not a.scores[empty].any()
+
+
+def test_panoptic_tie_goes_to_first_query():
+    h, w = 6, 5
+    mask_pred = torch.full((3, h, w), -5.0)
+    mask_pred[0, :, :3] = 5.0
+    mask_pred[1] = mask_pred[0]  # same score * sigmoid as query 0 everywhere
+    mask_pred[2, :, 3:] = 5.0
+    mask_cls = torch.full((3, K + 1), -10.0)
+    mask_cls[0, 1] = mask_cls[1, 3] = mask_cls[2, 2] = 10.0  # equal scores, other class
+    seg, info = panoptic_inference(
+        mask_cls,
+        mask_pred,
+        num_classes=K,
+        object_mask_threshold=0.5,
+        overlap_threshold=0.8,
+        thing_ids=THINGS,
+    )
+    want = reference_panoptic(mask_cls, mask_pred, K, 0.5, 0.8, THINGS)
+    assert torch.equal(seg, want[0]) and info == want[1]
+    assert [d["category_id"] for d in info] == [1, 2]
+    assert (seg[:, :3] == 1).all() and (seg[:, 3:] == 2).all()

@@ -7,12 +7,10 @@ import numpy as np
 import torch
 
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes
 
-from ...utils.sample_loading import read_image  # robust: 16-bit, RGBA, bad files
-from .common import annotation_masks, build_lsj_augmentations, make_instances, mask_transforms
+from .common import augmented_instance_annotations, build_lsj_augmentations, make_instances
 from .common import masks_to_boxes
 
 __all__ = ["COCOInstanceNewBaselineDatasetMapper"]
@@ -50,23 +48,10 @@ class COCOInstanceNewBaselineDatasetMapper:
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
-        if "annotations" not in dataset_dict:
-            raise ValueError(
-                f"{type(self).__name__}: dataset dict of {dataset_dict['file_name']} has no "
-                "'annotations'; this mapper needs an instance segmentation dataset"
-            )
-        image = read_image(dataset_dict["file_name"], format=self.image_format)
-        utils.check_image_size(dataset_dict, image)
-        aug_input = T.AugInput(image)
-        transforms = mask_transforms(self.augmentations(aug_input))
-        image = aug_input.image
+        image, annos, masks = augmented_instance_annotations(
+            dataset_dict, self.augmentations, self.image_format, type(self).__name__
+        )
         shape = image.shape[:2]
-        annos = [
-            utils.transform_instance_annotations(obj, transforms, shape)
-            for obj in dataset_dict.pop("annotations")
-            if obj.get("iscrowd", 0) == 0
-        ]
-        masks = annotation_masks(annos, shape)
         keep = [i for i, m in enumerate(masks) if m.any()]
         instances = make_instances(
             shape, [annos[i]["category_id"] for i in keep], [masks[i] for i in keep]

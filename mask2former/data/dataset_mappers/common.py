@@ -8,12 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances, polygons_to_bitmask
 
+from ...utils.sample_loading import read_image  # robust: 16-bit, RGBA, bad files
 from .color_augmentation import ColorAugSSD
 
 __all__ = [
+    "augmented_instance_annotations",
     "IMAGE_PAD_VALUE",
     "build_resize_crop_flip_augmentations",
     "build_lsj_augmentations",
@@ -202,3 +205,34 @@ def annotation_masks(annos: Sequence[dict], image_shape) -> List[np.ndarray]:
 def masks_to_boxes(masks: torch.Tensor):
     """XYXY boxes [G, 4] of [G, H, W] masks (zeros for empty masks)."""
     return BitMasks(masks).get_bounding_boxes()
+
+
+def augmented_instance_annotations(dataset_dict: dict, augmentations, image_format: str, mapper: str):
+    """Read a COCO-style instance sample, augment it and transform its non-crowd annotations.
+
+    Args:
+        dataset_dict: a (copied) dataset dict with "file_name" and "annotations"; the
+            annotations are popped from it.
+        augmentations: a ``T.AugmentationList`` applied to the image (and the masks).
+        image_format: ``cfg.INPUT.FORMAT``.
+        mapper: the calling mapper's name, for the error message.
+    Returns:
+        (image uint8 [H, W, 3], annotations in the augmented frame, their bool masks [H, W]).
+    """
+    if "annotations" not in dataset_dict:
+        raise ValueError(
+            f"{mapper}: dataset dict of {dataset_dict['file_name']} has no "
+            "'annotations'; this mapper needs an instance segmentation dataset"
+        )
+    image = read_image(dataset_dict["file_name"], format=image_format)
+    utils.check_image_size(dataset_dict, image)
+    aug_input = T.AugInput(image)
+    transforms = mask_transforms(augmentations(aug_input))
+    image = aug_input.image
+    shape = image.shape[:2]
+    annos = [
+        utils.transform_instance_annotations(obj, transforms, shape)
+        for obj in dataset_dict.pop("annotations")
+        if obj.get("iscrowd", 0) == 0
+    ]
+    return image, annos, annotation_masks(annos, shape)

@@ -7,12 +7,10 @@ import numpy as np
 import torch
 
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from ...utils.sample_loading import read_image  # robust: 16-bit, RGBA, bad files
-from .common import annotation_masks, build_resize_crop_flip_augmentations, make_instances
-from .common import mask_transforms, pad_to_fixed_size
+from .common import augmented_instance_annotations, build_resize_crop_flip_augmentations
+from .common import make_instances, pad_to_fixed_size
 
 __all__ = ["MaskFormerInstanceDatasetMapper"]
 
@@ -53,23 +51,10 @@ class MaskFormerInstanceDatasetMapper:
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
-        if "annotations" not in dataset_dict:
-            raise ValueError(
-                f"{type(self).__name__}: dataset dict of {dataset_dict['file_name']} has no "
-                "'annotations'; this mapper needs an instance segmentation dataset"
-            )
-        image = read_image(dataset_dict["file_name"], format=self.image_format)
-        utils.check_image_size(dataset_dict, image)
-        aug_input = T.AugInput(image)
-        transforms = mask_transforms(self.augmentations(aug_input))
-        image = aug_input.image
+        image, annos, masks = augmented_instance_annotations(
+            dataset_dict, self.augmentations, self.image_format, type(self).__name__
+        )
         shape = image.shape[:2]
-        annos = [
-            utils.transform_instance_annotations(obj, transforms, shape)
-            for obj in dataset_dict.pop("annotations")
-            if obj.get("iscrowd", 0) == 0
-        ]
-        masks = annotation_masks(annos, shape)
         classes = [obj["category_id"] for obj in annos]
 
         image_t = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))

@@ -29,11 +29,19 @@ __all__ = [
 _CHUNK = 16  # queries processed together: bounds temporaries, keeps the op count low
 
 
+def _as_uint8(masks: torch.Tensor) -> torch.Tensor:
+    """Bool masks as uint8 without a copy (a dtype view). The JIT tracer used by fvcore's FLOP
+    counter and ONNX export cannot record dtype views, so a traced call converts instead."""
+    if torch.jit.is_tracing():
+        return masks.to(torch.uint8)
+    return masks.view(torch.uint8)
+
+
 def _count_true(masks: torch.Tensor) -> torch.Tensor:
     """Number of True pixels of bool masks [N, H, W] → int32 [N].
 
     Reduces over H first (vectorised over W) so no int32 copy of the masks is made."""
-    return masks.view(torch.uint8).sum(1, dtype=torch.int32).sum(1, dtype=torch.int32)
+    return _as_uint8(masks).sum(1, dtype=torch.int32).sum(1, dtype=torch.int32)
 
 
 def _class_lookup(ids: Collection[int], num_classes: int, device) -> torch.Tensor:
@@ -261,7 +269,7 @@ def instance_inference(
         prob = logits.sigmoid() if mask_prob is None else mask_prob.index_select(0, idx)
         torch.where(chunk, prob, zero, out=inside_prob[start : start + _CHUNK])
     # occupied rows / columns and areas per query (bool reductions done on a uint8 view)
-    as_u8 = binary.view(torch.uint8)
+    as_u8 = _as_uint8(binary)
     rows, cols, area = as_u8.amax(2), as_u8.amax(1), _count_true(binary)
     # row sums of the whole [U, H*W] tensor (same reduction order as before)
     mask_scores = inside_prob.flatten(1).sum(1) / (area + 1e-6)

@@ -1,8 +1,10 @@
 """SetCriterion: hand-made cases, dense vs point-sampled, deep supervision, num_masks (SPEC §6)."""
 
+import datetime
 import math
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -179,20 +181,35 @@ def _free_port():
 
 
 def _worker(rank, port, result_dir):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", world_size=2, rank=rank)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        world_size=2,
+        rank=rank,
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         value = average_num_masks([3, 0][rank], torch.device("cpu"))
         value_empty = average_num_masks(0, torch.device("cpu"))
         with open(os.path.join(result_dir, f"{rank}.txt"), "w") as f:
             f.write(f"{value} {value_empty}")
+        # Rank 0 hosts the rendezvous store: without this barrier it may tear down while
+        # rank 1 is still using the group, and rank 1 then blocks in its teardown.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
 
 def test_num_masks_is_averaged_over_workers(tmp_path):
-    # "spawn", not "fork": a child forked after the parent ran OpenMP-parallel torch ops can
-    # deadlock inside the OpenMP runtime.
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    context = mp.start_processes(
+        _worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn", join=False
+    )
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for proc in context.processes:
+                proc.kill()
+            pytest.fail("the 2-process gloo workers did not finish within 120 s")
     for rank in range(2):
         value, value_empty = map(float, (tmp_path / f"{rank}.txt").read_text().split())
         assert value == 1.5  # (3 + 0) / 2 on both workers

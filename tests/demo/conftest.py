@@ -13,7 +13,8 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes, Instances
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COCO_IMAGES = "/work/shared/data/coco_panoptic_sample/input_images"
+COCO_IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
+                           "data", "coco_panoptic_sample", "input_images")
 FAKE_ARCH = "_DemoTestFakeModel"
 
 

@@ -13,7 +13,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode
 
-COCO_IMAGES = "/work/shared/data/coco_panoptic_sample/input_images"  # same as conftest.py
+COCO_IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
+                           "data", "coco_panoptic_sample", "input_images")  # as conftest.py
 
 
 class _Records(logging.Handler):

@@ -17,7 +17,6 @@ labels; thing-class pixels without an instance are void.
     python datasets/prepare_ade20k_pan_seg.py [--dataset-dir DIR] [--workers N]
 """
 
-import argparse
 import functools
 import json
 import os
@@ -27,9 +26,8 @@ from PIL import Image
 
 from prepare_utils import (
     ade20k_image_id,
-    default_workers,
     list_files,
-    read_ade20k_instance_mapping,
+    parse_ade20k_instance_args,
     run_parallel,
 )
 from mask2former.data.datasets.builtin_categories import ADE20K_150_CATEGORIES  # noqa: E402
@@ -83,17 +81,7 @@ def convert(item, sem_dir, ins_dir, out_dir, mapping):
 
 
 def main(argv=None):
-    default_dir = os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "ADEChallengeData2016")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset-dir", default=default_dir)
-    parser.add_argument(
-        "--catid-mapping", default=None, help="default: DATASET_DIR/categoryMapping.txt"
-    )
-    parser.add_argument("--workers", type=int, default=default_workers())
-    args = parser.parse_args(argv)
-    mapping = read_ade20k_instance_mapping(
-        args.catid_mapping or os.path.join(args.dataset_dir, "categoryMapping.txt")
-    )
+    args, mapping = parse_ade20k_instance_args(__doc__.split("\n")[0], argv)
     categories = [
         {"id": c["id"], "name": c["name"], "isthing": c["isthing"], "color": c["color"]}
         for c in ADE20K_150_CATEGORIES

@@ -1,5 +1,6 @@
 """Helpers shared by the ``prepare_*.py`` scripts (not a dataset script itself)."""
 
+import argparse
 import multiprocessing as mp
 import os
 import sys
@@ -71,3 +72,22 @@ def read_ade20k_instance_mapping(path: str):
     if not mapping:
         sys.exit(f"error: no 'instance_id semantic_id' rows in {path}.")
     return mapping
+
+
+def parse_ade20k_instance_args(description: str, argv=None):
+    """Command line of the ADE20K panoptic/instance converters.
+
+    Returns (args with dataset_dir and workers, the instance category mapping read from
+    --catid-mapping or DATASET_DIR/categoryMapping.txt)."""
+    default_dir = os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "ADEChallengeData2016")
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--dataset-dir", default=default_dir)
+    parser.add_argument(
+        "--catid-mapping", default=None, help="default: DATASET_DIR/categoryMapping.txt"
+    )
+    parser.add_argument("--workers", type=int, default=default_workers())
+    args = parser.parse_args(argv)
+    mapping = read_ade20k_instance_mapping(
+        args.catid_mapping or os.path.join(args.dataset_dir, "categoryMapping.txt")
+    )
+    return args, mapping

@@ -7,6 +7,7 @@ import pytest
 from detectron2.config import get_cfg
 
 from mask2former import add_maskformer2_config
+from modeling.model_helpers import all_config_files as model_configs
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 
@@ -96,18 +97,6 @@ def load(rel):
     return cfg
 
 
-def model_configs():
-    out = []
-    for root, _, files in os.walk(CONFIGS):
-        for f in files:
-            rel = os.path.relpath(os.path.join(root, f), CONFIGS)
-            if (
-                f.endswith(".yaml")
-                and not f.startswith("Base-")
-                and not rel.startswith("quickstart")
-            ):
-                out.append(rel)
-    return sorted(out)
 
 
 @pytest.mark.parametrize("key", sorted(DEFAULTS))

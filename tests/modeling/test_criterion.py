@@ -188,16 +188,15 @@ def _worker(rank, port, result_dir):
         rank=rank,
         timeout=datetime.timedelta(seconds=60),
     )
-    try:
-        value = average_num_masks([3, 0][rank], torch.device("cpu"))
-        value_empty = average_num_masks(0, torch.device("cpu"))
-        with open(os.path.join(result_dir, f"{rank}.txt"), "w") as f:
-            f.write(f"{value} {value_empty}")
-        # Rank 0 hosts the rendezvous store: without this barrier it may tear down while
-        # rank 1 is still using the group, and rank 1 then blocks in its teardown.
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    value = average_num_masks([3, 0][rank], torch.device("cpu"))
+    value_empty = average_num_masks(0, torch.device("cpu"))
+    with open(os.path.join(result_dir, f"{rank}.txt"), "w") as f:
+        f.write(f"{value} {value_empty}")
+    dist.barrier()  # neither rank exits while the other still talks to it
+    # No dist.destroy_process_group(): with torch 2.3.1's gloo it intermittently blocks
+    # forever (reproduced: about 1 run in 10 on 2 busy cores, even after a barrier and with
+    # the store host still alive). Detectron2's launch never tears the group down either;
+    # process exit releases it.
 
 
 def test_num_masks_is_averaged_over_workers(tmp_path):

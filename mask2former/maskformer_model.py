@@ -206,7 +206,8 @@ class MaskFormer(nn.Module):
                 return results
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
-        outputs = self.sem_seg_head(features)
+        # intermediate predictions only feed the auxiliary losses
+        outputs = self.sem_seg_head(features, return_aux=self.training)
 
         if self.training:
             if "instances" not in batched_inputs[0]:

@@ -60,7 +60,7 @@ class InferenceNetwork(nn.Module):
 
     def forward(self, image: torch.Tensor):
         x = (image - self.pixel_mean) / self.pixel_std
-        out = self.sem_seg_head(self.backbone(x))
+        out = self.sem_seg_head(self.backbone(x), return_aux=False)  # no auxiliary predictions
         return out["pred_logits"], out["pred_masks"]
 
 

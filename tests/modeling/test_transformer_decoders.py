@@ -8,6 +8,8 @@ from mask2former.modeling.transformer_decoder import (
 )
 from mask2former.modeling.transformer_decoder.mask2former_transformer_decoder import (
     attention_mask_from_logits,
+    mask_logits_from_embeddings,
+    resized_mask_features,
 )
 
 
@@ -74,3 +76,49 @@ def test_standard_decoder_with_encoder_and_padding_mask():
     # image 0 has no padding: same result without a mask
     out0 = dec(x[:1], mask_features[:1])
     torch.testing.assert_close(out["pred_masks"][0], out0["pred_masks"][0], rtol=1e-4, atol=1e-5)
+
+
+def _masked_decoder():
+    torch.manual_seed(0)
+    return MultiScaleMaskedTransformerDecoder(
+        in_channels=16,
+        num_classes=5,
+        hidden_dim=16,
+        num_queries=7,
+        nheads=2,
+        dim_feedforward=32,
+        dec_layers=5,
+        pre_norm=False,
+        mask_dim=8,
+        enforce_input_project=False,
+    ).eval()
+
+
+def test_inference_without_aux_outputs_gives_the_same_final_prediction():
+    dec = _masked_decoder()
+    feats = [torch.randn(1, 16, 2, 3), torch.randn(1, 16, 4, 6), torch.randn(1, 16, 8, 12)]
+    mask_features = torch.randn(1, 8, 16, 24)
+    with torch.no_grad():
+        full = dec(feats, mask_features)
+        fast = dec(feats, mask_features, return_aux=False)
+    assert "aux_outputs" not in fast and len(full["aux_outputs"]) == 5
+    assert torch.equal(fast["pred_logits"], full["pred_logits"])
+    assert torch.equal(fast["pred_masks"], full["pred_masks"])
+
+
+def test_attention_masks_from_resized_features_match_resized_logits():
+    """The decoder makes attention masks from mask features resized to the attended level;
+    that equals resizing the full-resolution logits (bilinear resizing is linear)."""
+    torch.manual_seed(3)
+    embeddings, mask_features = torch.randn(2, 7, 8), torch.randn(2, 8, 32, 48)
+    full = mask_logits_from_embeddings(embeddings, mask_features)
+    for size in [(4, 6), (8, 12), (16, 24), (13, 7)]:
+        resized = resized_mask_features(mask_features, [size])[size]
+        small = mask_logits_from_embeddings(embeddings, resized)
+        want = torch.nn.functional.interpolate(full, size=size, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(small, want, rtol=1e-5, atol=1e-5)
+        got_mask = attention_mask_from_logits(small, size, num_heads=2)
+        want_mask = attention_mask_from_logits(full, size, num_heads=2)
+        # only logits within rounding of 0 may differ
+        differ = got_mask != want_mask
+        assert (want.flatten(2).repeat_interleave(2, 0)[differ].abs() < 1e-5).all()

@@ -108,30 +108,35 @@ class MaskFormerHead(nn.Module):
             ),
         }
 
-    def forward(self, features, mask=None):
+    def forward(self, features, mask=None, *, return_aux: bool = True):
         """
         Args:
             features: dict of backbone maps.
             mask: optional padding mask passed to the transformer decoder.
+            return_aux: also return the intermediate predictions ("aux_outputs", for the
+                auxiliary losses). Inference passes False: the decoder then skips their
+                full-resolution masks.
         Returns:
             the transformer decoder's dict: "pred_logits" [N, Q, K+1], "pred_masks"
-            [N, Q, H/4, W/4], "aux_outputs".
+            [N, Q, H/4, W/4] and, with ``return_aux``, "aux_outputs".
         """
-        return self.layers(features, mask)
+        return self.layers(features, mask, return_aux=return_aux)
 
-    def layers(self, features, mask=None):
+    def layers(self, features, mask=None, *, return_aux: bool = True):
         mask_features, encoder_features, multi_scale_features = self.pixel_decoder.forward_features(
             features
         )
         if self.transformer_in_feature == "multi_scale_pixel_decoder":
-            return self.predictor(multi_scale_features, mask_features, mask)
+            return self.predictor(multi_scale_features, mask_features, mask, return_aux=return_aux)
         if self.transformer_in_feature == "transformer_encoder":
             if encoder_features is None:
                 raise ValueError(
                     "TRANSFORMER_IN_FEATURE 'transformer_encoder' needs a pixel "
                     "decoder with a transformer encoder"
                 )
-            return self.predictor(encoder_features, mask_features, mask)
+            return self.predictor(encoder_features, mask_features, mask, return_aux=return_aux)
         if self.transformer_in_feature == "pixel_embedding":
-            return self.predictor(mask_features, mask_features, mask)
-        return self.predictor(features[self.transformer_in_feature], mask_features, mask)
+            return self.predictor(mask_features, mask_features, mask, return_aux=return_aux)
+        return self.predictor(
+            features[self.transformer_in_feature], mask_features, mask, return_aux=return_aux
+        )

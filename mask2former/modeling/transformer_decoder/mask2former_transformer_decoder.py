@@ -17,10 +17,33 @@ from .position_encoding import PositionEmbeddingSine
 __all__ = [
     "MultiScaleMaskedTransformerDecoder",
     "predict_from_queries",
+    "decode_queries",
+    "mask_logits_from_embeddings",
+    "resized_mask_features",
     "attention_mask_from_logits",
     "aux_outputs",
     "make_input_proj",
 ]
+
+
+def decode_queries(queries, decoder_norm, class_embed, mask_embed):
+    """Class logits and mask embeddings of decoded queries.
+
+    Args:
+        queries: [Q, N, C] decoder output (sequence-first).
+        decoder_norm: LayerNorm applied first; class_embed: Linear(C, K+1) or None (then no
+            logits are computed); mask_embed: MLP(C → mask_dim).
+    Returns:
+        class logits [N, Q, K+1] (None without class_embed), mask embeddings [N, Q, mask_dim].
+    """
+    out = decoder_norm(queries).transpose(0, 1)
+    logits = class_embed(out) if class_embed is not None else None
+    return logits, mask_embed(out)
+
+
+def mask_logits_from_embeddings(embeddings, mask_features):
+    """Mask logits: embeddings [N, Q, D] times per-pixel features [N, D, H, W] → [N, Q, H, W]."""
+    return torch.einsum("bqc,bchw->bqhw", embeddings, mask_features)
 
 
 def predict_from_queries(queries, decoder_norm, class_embed, mask_embed, mask_features):
@@ -28,15 +51,13 @@ def predict_from_queries(queries, decoder_norm, class_embed, mask_embed, mask_fe
 
     Args:
         queries: [Q, N, C] decoder output (sequence-first).
-        decoder_norm: LayerNorm applied first; class_embed: Linear(C, K+1) or None;
-        mask_embed: MLP(C → mask_dim); mask_features: [N, mask_dim, H, W].
+        decoder_norm, class_embed, mask_embed: see `decode_queries`;
+        mask_features: [N, mask_dim, H, W].
     Returns:
         class logits [N, Q, K+1] (None without class_embed), mask logits [N, Q, H, W].
     """
-    out = decoder_norm(queries).transpose(0, 1)
-    logits = class_embed(out) if class_embed is not None else None
-    masks = torch.einsum("bqc,bchw->bqhw", mask_embed(out), mask_features)
-    return logits, masks
+    logits, embeddings = decode_queries(queries, decoder_norm, class_embed, mask_embed)
+    return logits, mask_logits_from_embeddings(embeddings, mask_features)
 
 
 def make_input_proj(in_channels, hidden_dim, enforce=False):
@@ -60,17 +81,36 @@ def attention_mask_from_logits(mask_logits, size, num_heads):
     """Masked-attention mask for the next decoder layer.
 
     Args:
-        mask_logits: [N, Q, H, W] mask logits of the current prediction.
+        mask_logits: [N, Q, H, W] mask logits of the current prediction (resized bilinearly to
+            ``size`` when they have another size).
         size: (h, w) of the feature level the next layer attends to.
         num_heads: attention heads (the mask is the same for every head).
     Returns:
         [N*num_heads, Q, h*w] bool, True = blocked (sigmoid < 0.5); a query whose row would be
         fully blocked attends everywhere instead. Detached.
     """
-    m = F.interpolate(mask_logits.detach(), size=size, mode="bilinear", align_corners=False)
+    m = mask_logits.detach()
+    if tuple(m.shape[-2:]) != tuple(size):
+        m = F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False)
     blocked = m.flatten(2).sigmoid() < 0.5  # [N, Q, hw]
     blocked = blocked & ~blocked.all(-1, keepdim=True)
     return blocked.repeat_interleave(num_heads, dim=0)
+
+
+def resized_mask_features(mask_features, sizes):
+    """``mask_features`` [N, D, H, W] resized bilinearly (align_corners=False) to each distinct
+    size in ``sizes``, detached: {(h, w): [N, D, h, w]}.
+
+    Bilinear resizing is linear and acts on every channel alike, so the product of mask
+    embeddings with resized features equals (up to float rounding) the resized product. The
+    decoder's attention masks are computed that way: the product is made at the attended
+    level's size (at most 1/8 of the image) instead of at 1/4 and then resized.
+    """
+    features = mask_features.detach()
+    return {
+        tuple(s): F.interpolate(features, size=tuple(s), mode="bilinear", align_corners=False)
+        for s in dict.fromkeys(tuple(int(v) for v in s) for s in sizes)
+    }
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -173,54 +213,60 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
         }
 
-    def _predict(self, output, mask_features):
-        return predict_from_queries(
-            output, self.decoder_norm, self.class_embed, self.mask_embed, mask_features
-        )
-
-    def forward(self, x: List[torch.Tensor], mask_features: torch.Tensor, mask=None):
+    def forward(self, x: List[torch.Tensor], mask_features: torch.Tensor, mask=None, *,
+                return_aux: bool = True):
         """
         Args:
             x: ``num_feature_levels`` maps [N, C, H_l, W_l], coarsest first.
             mask_features: [N, mask_dim, H/4, W/4].
             mask: unused (no padding masks), kept for the head's uniform call.
+            return_aux: also return the intermediate predictions. False (inference) skips
+                their class logits and full-resolution masks; the attention masks do not
+                depend on it.
         Returns:
-            {"pred_logits": [N, Q, K+1], "pred_masks": [N, Q, H/4, W/4],
-             "aux_outputs": [{"pred_logits", "pred_masks"}] * dec_layers} — aux_outputs[0] is
-            the prediction from the learnable queries.
+            {"pred_logits": [N, Q, K+1], "pred_masks": [N, Q, H/4, W/4]} and, with
+            ``return_aux``, "aux_outputs": [{"pred_logits", "pred_masks"}] * dec_layers —
+            aux_outputs[0] is the prediction from the learnable queries.
         """
         if len(x) != self.num_feature_levels:
             raise ValueError(f"expected {self.num_feature_levels} feature levels, got {len(x)}")
         src, pos, sizes = [], [], []
         for i, feat in enumerate(x):
-            sizes.append(feat.shape[-2:])
+            sizes.append(tuple(feat.shape[-2:]))
             pos.append(self.pe_layer(feat).flatten(2).permute(2, 0, 1))  # [HW, N, C]
             memory = self.input_proj[i](feat).flatten(2) + self.level_embed.weight[i][None, :, None]
             src.append(memory.permute(2, 0, 1))
         n = src[0].shape[1]
         query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, n, 1)
         output = self.query_feat.weight.unsqueeze(1).repeat(1, n, 1)
+        attn_features = resized_mask_features(mask_features, sizes)
 
         classes, masks = [], []
-        logits, mask_logits = self._predict(output, mask_features)
-        attn_mask = attention_mask_from_logits(mask_logits, sizes[0], self.num_heads)
-        classes.append(logits)
-        masks.append(mask_logits)
-        for i in range(self.num_layers):
-            level = i % self.num_feature_levels
-            output = self.transformer_cross_attention_layers[i](
-                output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_embed
+        attn_mask = None
+        # prediction j is made from the learnable queries (j = 0) or after layer j - 1; it
+        # gives the attention mask of layer j, which attends to level j % num_feature_levels
+        for j in range(self.num_layers + 1):
+            if j > 0:
+                layer = j - 1
+                level = layer % self.num_feature_levels
+                output = self.transformer_cross_attention_layers[layer](
+                    output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_embed
+                )
+                output = self.transformer_self_attention_layers[layer](output, query_pos=query_embed)
+                output = self.transformer_ffn_layers[layer](output)
+            last = j == self.num_layers
+            full = return_aux or last
+            logits, embeddings = decode_queries(
+                output, self.decoder_norm, self.class_embed if full else None, self.mask_embed
             )
-            output = self.transformer_self_attention_layers[i](output, query_pos=query_embed)
-            output = self.transformer_ffn_layers[i](output)
-            logits, mask_logits = self._predict(output, mask_features)
-            classes.append(logits)
-            masks.append(mask_logits)
-            if i + 1 < self.num_layers:
-                next_size = sizes[(i + 1) % self.num_feature_levels]
-                attn_mask = attention_mask_from_logits(mask_logits, next_size, self.num_heads)
-        return {
-            "pred_logits": classes[-1],
-            "pred_masks": masks[-1],
-            "aux_outputs": aux_outputs(classes, masks),
-        }
+            if full:
+                classes.append(logits)
+                masks.append(mask_logits_from_embeddings(embeddings, mask_features))
+            if not last:
+                size = sizes[j % self.num_feature_levels]
+                small = mask_logits_from_embeddings(embeddings.detach(), attn_features[size])
+                attn_mask = attention_mask_from_logits(small, size, self.num_heads)
+        out = {"pred_logits": classes[-1], "pred_masks": masks[-1]}
+        if return_aux:
+            out["aux_outputs"] = aux_outputs(classes, masks)
+        return out

@@ -106,14 +106,17 @@ class StandardTransformerDecoder(nn.Module):
             "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
         }
 
-    def forward(self, x, mask_features, mask=None):
+    def forward(self, x, mask_features, mask=None, *, return_aux: bool = True):
         """
         Args:
             x: [N, C, h, w] the transformer's input map.
             mask_features: [N, mask_dim, H/4, W/4].
             mask: optional [N, H, W] bool padding mask (True = padding) of the input image.
+            return_aux: with deep supervision, predict after every layer ("aux_outputs");
+                False predicts after the last layer only (inference).
         Returns:
-            {"pred_logits": [N, Q, K+1], "pred_masks": [N, Q, H/4, W/4], "aux_outputs": [...]}
+            {"pred_logits": [N, Q, K+1], "pred_masks": [N, Q, H/4, W/4]} and, with deep
+            supervision and ``return_aux``, "aux_outputs": [...]
         """
         key_padding = None
         if mask is not None:
@@ -127,6 +130,7 @@ class StandardTransformerDecoder(nn.Module):
             memory = self.encoder_norm(memory)
 
         n = memory.shape[1]
+        aux = self.deep_supervision
         query_pos = self.query_embed.weight.unsqueeze(1).repeat(1, n, 1)
         output = torch.zeros_like(query_pos)
         classes, masks = [], []
@@ -136,13 +140,13 @@ class StandardTransformerDecoder(nn.Module):
                 output, memory, memory_key_padding_mask=key_padding, pos=pos, query_pos=query_pos
             )
             output = self.transformer_ffn_layers[i](output)
-            if self.deep_supervision or i == len(self.transformer_ffn_layers) - 1:
+            if (aux and return_aux) or i == len(self.transformer_ffn_layers) - 1:
                 logits, mask_logits = predict_from_queries(
                     output, self.decoder_norm, self.class_embed, self.mask_embed, mask_features
                 )
                 classes.append(logits)
                 masks.append(mask_logits)
         out = {"pred_logits": classes[-1], "pred_masks": masks[-1]}
-        if self.deep_supervision:
+        if aux and return_aux:
             out["aux_outputs"] = aux_outputs(classes if self.mask_classification else None, masks)
         return out

@@ -15,7 +15,7 @@ DETECTRON2_SPEC ?=
 ENV_KEY := $(shell (cat $(REQS); echo "$(DETECTRON2_SPEC)") | sha1sum | cut -c1-16)
 STAMP   := $(VENV)/.stamp-$(ENV_KEY)
 # The extension is rebuilt when its sources or setup.py change.
-CSRC    := $(shell find mask2former/layers/csrc -type f 2>/dev/null)
+CSRC    := $(shell find mask2former/layers/csrc mask2former/utils/csrc -type f 2>/dev/null)
 EXT     := $(VENV)/.ext-built
 PYTEST_ARGS ?=
 

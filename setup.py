@@ -1,6 +1,7 @@
 """Package `mask2former` and build its compiled op `mask2former._C`.
 
-The C++ CPU kernels of multi-scale deformable attention are always built. The CUDA kernels
+The C++ CPU kernels of multi-scale deformable attention (mask2former/layers/csrc) and the CPU
+caching allocator (mask2former/utils/csrc) are always built. The CUDA kernels
 are added when FORCE_CUDA=1, or when a GPU is visible and CUDA_HOME is set;
 TORCH_CUDA_ARCH_LIST selects the GPU architectures (torch's default otherwise).
 The build needs torch at build time: install with `pip install --no-build-isolation -e .`.
@@ -20,7 +21,8 @@ except ImportError as e:  # pragma: no cover - a build-environment error
     ) from e
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CSRC = os.path.join("mask2former", "layers", "csrc")
+CSRC = os.path.join("mask2former", "layers", "csrc")  # the op; also the include directory
+CSRC_DIRS = (CSRC, os.path.join("mask2former", "utils", "csrc"))
 
 
 def want_cuda():
@@ -30,8 +32,8 @@ def want_cuda():
 
 
 def get_extensions():
-    cpp = sorted(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
-    cu = sorted(glob.glob(os.path.join(CSRC, "**", "*.cu"), recursive=True))
+    cpp = sorted(f for d in CSRC_DIRS for f in glob.glob(os.path.join(d, "**", "*.cpp"), recursive=True))
+    cu = sorted(f for d in CSRC_DIRS for f in glob.glob(os.path.join(d, "**", "*.cu"), recursive=True))
     if not cpp:
         print(f"warning: no C++ sources under {CSRC}; building without mask2former._C")
         return []
@@ -74,7 +76,7 @@ setup(
     description="Mask2Former (masked-attention mask transformer) as a Detectron2 project",
     python_requires=">=3.10",
     packages=find_packages(exclude=("configs", "tests*", "tools", "demo", "datasets")),
-    package_data={"mask2former": ["layers/csrc/**/*"]},
+    package_data={"mask2former": ["layers/csrc/**/*", "utils/csrc/**/*"]},
     ext_modules=get_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     zip_safe=False,

@@ -31,6 +31,7 @@ except ModuleNotFoundError as e:  # running from a checkout without `pip install
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mask2former import add_maskformer2_config  # noqa: E402
 from mask2former.engine import ConfigError, add_reliability_config, merge_config_checked  # noqa: E402
+from mask2former.utils.allocator import cpu_caching_allocator  # noqa: E402
 from mask2former.utils.sample_loading import read_image  # noqa: E402  (16-bit, RGBA, ...)
 
 from detectron2.config import get_cfg  # noqa: E402
@@ -83,6 +84,12 @@ def get_parser():
     )
     parser.add_argument(
         "--max-frames", type=int, default=0, help="stop video/webcam after this many frames (0: all)"
+    )
+    parser.add_argument(
+        "--no-caching-allocator",
+        action="store_true",
+        help="on CPU, keep torch's allocator instead of mask2former's caching one (which reuses "
+        "the large per-image buffers; see mask2former/utils/allocator.py)",
     )
     parser.add_argument(
         "--opts",
@@ -259,15 +266,17 @@ def main(argv=None):
     if not args.output:
         check_gui()
     cfg = setup_cfg(args)
-    demo = VisualizationDemo(
-        cfg,
-        instance_mode=ColorMode[args.color_mode],
-        confidence_threshold=args.confidence_threshold,
-        task=args.task,
-    )
-    if args.input:
-        return run_images(demo, args)
-    return run_video(demo, args)
+    caching = cfg.MODEL.DEVICE == "cpu" and not args.no_caching_allocator
+    with cpu_caching_allocator(enabled=caching):
+        demo = VisualizationDemo(
+            cfg,
+            instance_mode=ColorMode[args.color_mode],
+            confidence_threshold=args.confidence_threshold,
+            task=args.task,
+        )
+        if args.input:
+            return run_images(demo, args)
+        return run_video(demo, args)
 
 
 if __name__ == "__main__":

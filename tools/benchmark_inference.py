@@ -21,6 +21,12 @@ values are measured alternately within each iteration (so that a load from other
 affects them alike) and ratios are printed from the same run. On CUDA every boundary is
 synchronised.
 
+Allocator: by default (``--allocator caching``, CPU only) mask2former's CPU caching allocator
+is installed (`mask2former.utils.allocator`, which ``demo/demo.py`` uses too): the large
+per-image temporaries are then reused instead of page-faulted in again for every image.
+``--allocator both`` measures torch's allocator first and then the caching one, in one run,
+and prints the ratios.
+
 Peak memory, from one extra untimed run per backend:
   * CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation at the start of the stage.
   * CPU: the peak of live bytes (allocated - freed) of torch's CPU allocator above the level at
@@ -79,6 +85,14 @@ def get_parser():
         default=["auto"],
         choices=["auto", "native", "pytorch"],
         help="multi-scale deformable attention backend(s); several give ratios in one run",
+    )
+    p.add_argument(
+        "--allocator",
+        default="caching",
+        choices=["caching", "default", "both"],
+        help="caching: mask2former's CPU caching allocator (mask2former.utils.allocator, as "
+        "demo/demo.py uses); default: torch's allocator; both: default first, then caching, "
+        "with ratios",
     )
     p.add_argument("--tasks", nargs="+", default=["semantic", "instance", "panoptic"],
                    choices=sorted(TASK_KEYS), help="outputs to produce (default: all three)")
@@ -290,7 +304,16 @@ def percentile(values, q):
 
 
 def main(argv=None):
+    """Runs the benchmark; returns {backend label: {stage: [seconds per run]}}. The caching
+    allocator, when this run installed it, is removed again at the end."""
     args = get_parser().parse_args(argv)
+    from mask2former.utils.allocator import cpu_caching_allocator
+
+    with cpu_caching_allocator(enabled=False):  # restores the allocator if the run changes it
+        return run(args)
+
+
+def run(args):
     if args.iters < 1 or args.warmup < 0 or args.batch_size < 1:
         sys.exit("--iters and --batch-size must be >= 1 and --warmup >= 0")
     if args.threads:
@@ -299,6 +322,7 @@ def main(argv=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available here; use --device cpu")
     from mask2former.layers import available_backends
+    from mask2former.utils.allocator import enable_cpu_caching_allocator
 
     if "native" in args.backend and f"native-{device.type}" not in available_backends():
         sys.exit(
@@ -322,31 +346,42 @@ def main(argv=None):
           f"({os.cpu_count()} cores)")
 
     names = ("total",) + STAGES
-    times = {b: {k: [] for s in names for k in (s, s + ".cpu")} for b in backends}
-    outputs_desc = {}
-    for b in backends:
-        n_attn = set_backend(model, b)
-        for _ in range(max(args.warmup, 1)):  # the last warm-up run describes the outputs
-            out, _ = recorder.run(inputs)
-        outputs_desc[b] = (n_attn, describe_outputs(out))
-        del out
-    for _ in range(args.iters):
-        for b in backends:
-            set_backend(model, b)
-            out, t = recorder.run(inputs)
-            del out
-            for s, v in t.items():
-                times[b][s].append(v)
+    phases = ["default", "caching"] if args.allocator == "both" else [args.allocator]
+    variants = [(b, phase) for phase in phases for b in backends]
 
-    peaks = {}
+    def label(b, phase):
+        return b if len(phases) == 1 else f"{b}/alloc-{phase}"
+
+    times = {label(*v): {k: [] for s in names for k in (s, s + ".cpu")} for v in variants}
+    outputs_desc = {}
+    for phase in phases:
+        if phase == "caching" and device.type == "cpu" and not enable_cpu_caching_allocator():
+            print("--allocator caching: mask2former._C is not built, the allocator is unchanged")
+        for b in backends:
+            n_attn = set_backend(model, b)
+            for _ in range(max(args.warmup, 1)):  # the last warm-up run describes the outputs
+                out, _ = recorder.run(inputs)
+            outputs_desc[label(b, phase)] = (n_attn, describe_outputs(out))
+            del out
+        for _ in range(args.iters):
+            for b in backends:
+                set_backend(model, b)
+                out, t = recorder.run(inputs)
+                del out
+                for s, v in t.items():
+                    times[label(b, phase)][s].append(v)
+
+    peaks = {}  # live bytes of tensors: the same with either allocator
     if not args.no_memory:
         for b in backends:
             set_backend(model, b)
-            peaks[b] = measure_memory(recorder, inputs, device)
+            peak = measure_memory(recorder, inputs, device)
+            for phase in phases:
+                peaks[label(b, phase)] = peak
 
     mem_method = ("torch.cuda.max_memory_allocated above the stage's start" if device.type == "cuda"
                   else "CPU allocator live-bytes peak above the stage's start (torch.profiler)")
-    for b in backends:
+    for b in (label(*v) for v in variants):
         n_attn, desc = outputs_desc[b]
         print(f"\nbackend {b} ({n_attn} MSDeformAttn modules): {desc}")
         header = (f"{'stage':<16} {'median ms':>10} {'p90 ms':>9} {'share':>6} {'cpu ms':>9} "
@@ -363,14 +398,23 @@ def main(argv=None):
             cpu = statistics.median(times[b][s + ".cpu"])
             print(f"{s:<16} {med * 1e3:10.1f} {p90 * 1e3:9.1f} {share:>6} {cpu * 1e3:9.1f} {mem}")
         print(f"throughput: {args.batch_size / tot:.2f} images/s")
+    def ratio_row(ref, other, stages):
+        return " ".join(
+            f"{s}={statistics.median(times[ref][s]) / statistics.median(times[other][s]):.2f}"
+            for s in stages
+        )
+
     if len(backends) > 1:
         ref = "pytorch" if "pytorch" in backends else backends[-1]
         print(f"\nratios (time of {ref} / time of each backend, same run; > 1 = faster than {ref})")
-        for b in (b for b in backends if b != ref):
-            row = " ".join(
-                f"{s}={statistics.median(times[ref][s]) / statistics.median(times[b][s]):.2f}"
-                for s in ("total", "pixel_decoder")
-            )
+        for phase in phases:
+            for b in (b for b in backends if b != ref):
+                row = ratio_row(label(ref, phase), label(b, phase), ("total", "pixel_decoder"))
+                print(f"  {label(b, phase)}: {row}")
+    if len(phases) > 1:
+        print("\nratios (time with torch's allocator / time with the caching allocator, same run)")
+        for b in backends:
+            row = ratio_row(label(b, "default"), label(b, "caching"), ("total",) + STAGES[1:])
             print(f"  {b}: {row}")
     load = os.getloadavg()
     print("cpu ms: median process CPU time of the stage (all threads; less sensitive to other "

@@ -52,7 +52,7 @@ CU_LIB="$SITE/nvidia/cu13/lib"
 [ -d "$CU_INC" ] || die "$CU_INC missing: torch==$TORCH_PIN should have installed nvidia CUDA 13 wheels"
 
 # 2. Skip when nothing changed since the last successful check.
-SOURCES=$(find mask2former/layers/csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.h' \) | sort)
+SOURCES=$(find mask2former/layers/csrc mask2former/utils/csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.h' \) | sort)
 KEY=$( (cat $SOURCES mask2former/layers/*.py setup.py "$0"; echo "$TORCH_CUDA_ARCH_LIST $TORCH_PIN") | sha1sum | cut -c1-16)
 BUILD="$VENV/build"
 OK_STAMP="$BUILD/.ok-$KEY"

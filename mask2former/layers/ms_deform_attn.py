@@ -18,7 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ms_deform_attn", "ms_deform_attn_pytorch", "available_backends", "MSDeformAttn"]
+__all__ = [
+    "ms_deform_attn",
+    "ms_deform_attn_pytorch",
+    "available_backends",
+    "extension_loaded",
+    "MSDeformAttn",
+]
 
 _BUILD_HINT = (
     "build it with `make build` or `pip install --no-build-isolation -e .` in the project root "
@@ -76,6 +82,12 @@ if _HAS_EXT:
                        attention_weights, grad_output):
         return (torch.empty_like(value), torch.empty_like(sampling_locations),
                 torch.empty_like(attention_weights))
+
+
+def extension_loaded() -> bool:
+    """Whether the compiled extension ``mask2former._C`` is loaded (its operators, the op's
+    kernels and the CPU caching allocator, are then in ``torch.ops.mask2former``)."""
+    return _HAS_EXT
 
 
 def available_backends():

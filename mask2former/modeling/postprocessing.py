@@ -5,6 +5,14 @@ All functions work on the final prediction of one image: ``mask_cls`` [Q, K+1] c
 Optional ``mask_prob`` arguments accept ``mask_pred.sigmoid()`` when the caller already has it,
 so that running several tasks on one image computes it once.
 
+Memory layout: the functions accept [Q, H, W] tensors of any strides and work on the
+pixel-major view [H*W, Q] (a free view when the tensor is channels-last-like, i.e.
+``mask_pred.permute(1, 2, 0)`` is contiguous, which is what the meta-architecture produces:
+bilinear upsampling, the per-pixel reductions and the semantic product are several times faster
+in that layout on CPU). Other layouts are copied into it once. Outputs keep that layout where
+they are per-pixel maps (``sem_seg`` [K, H, W] and ``pred_masks`` [R, H, W] may be pixel-major
+strided views; call ``.contiguous()`` if you need query-major storage).
+
 Instance boxes: the original emitted all-zero boxes; here ``pred_boxes`` are the tight boxes
 of the predicted binary masks (XYXY, ``x1 = last column + 1`` as Detectron2's
 ``BitMasks.get_bounding_boxes``; all zeros for an empty mask).
@@ -26,7 +34,20 @@ __all__ = [
 ]
 
 
-_CHUNK = 16  # queries processed together: bounds temporaries, keeps the op count low
+_CHUNK = 32  # queries processed together: bounds the [H*W, chunk] temporaries
+
+
+def _pixel_major(masks: torch.Tensor) -> torch.Tensor:
+    """[Q, H, W] → [H*W, Q]: a view for pixel-major storage, otherwise a copy."""
+    q, h, w = masks.shape
+    return masks.permute(1, 2, 0).reshape(h * w, q)
+
+
+def _batch_of_one(x: torch.Tensor) -> torch.Tensor:
+    """``x[None]`` with the new dimension's stride set to ``x.numel()``: PyTorch infers the
+    memory format (e.g. channels-last for convolution and interpolation kernels) from the
+    strides, and ``x[None]`` would give the leading dimension a misleading one."""
+    return x.as_strided((1, *x.shape), (max(x.numel(), 1), *x.stride()))
 
 
 def _as_uint8(masks: torch.Tensor) -> torch.Tensor:
@@ -37,11 +58,9 @@ def _as_uint8(masks: torch.Tensor) -> torch.Tensor:
     return masks.view(torch.uint8)
 
 
-def _count_true(masks: torch.Tensor) -> torch.Tensor:
-    """Number of True pixels of bool masks [N, H, W] → int32 [N].
-
-    Reduces over H first (vectorised over W) so no int32 copy of the masks is made."""
-    return _as_uint8(masks).sum(1, dtype=torch.int32).sum(1, dtype=torch.int32)
+def _count_true(masks: torch.Tensor, dim: int) -> torch.Tensor:
+    """Number of True entries of a bool tensor along ``dim`` (int32, no int32 copy)."""
+    return _as_uint8(masks).sum(dim, dtype=torch.int32)
 
 
 def _class_lookup(ids: Collection[int], num_classes: int, device) -> torch.Tensor:
@@ -61,7 +80,8 @@ def crop_and_resize(
     Same values as Detectron2's ``sem_seg_postprocess`` (bilinear, align_corners=False), but the
     resize is skipped when the crop already has the output size: bilinear resampling at scale 1
     is exactly the identity, and skipping it saves a full pass over [C, H, W]. The result is
-    contiguous (a copy of the crop only when the input was padded).
+    compact, in the input's layout (query-major or pixel-major; a copy of the crop only when
+    the input was padded).
 
     Args:
         result: [C, H_pad, W_pad]; image_size: (h, w) of the unpadded image;
@@ -71,11 +91,21 @@ def crop_and_resize(
     """
     h, w = int(image_size[0]), int(image_size[1])
     result = result[:, :h, :w]
+    # compact, in the input's layout (pixel-major stays pixel-major)
+    result = _keep_pixel_major(result) if result.stride(0) == 1 else result.contiguous()
     if (h, w) == (int(output_height), int(output_width)):
-        return result.contiguous()
+        return result
     return F.interpolate(
-        result[None], size=(output_height, output_width), mode="bilinear", align_corners=False
+        _batch_of_one(result), size=(output_height, output_width), mode="bilinear",
+        align_corners=False,
     )[0]
+
+
+def _keep_pixel_major(x: torch.Tensor) -> torch.Tensor:
+    """A compact copy of a pixel-major [C, H, W] view (e.g. a crop) in the same layout."""
+    if x.permute(1, 2, 0).is_contiguous():
+        return x
+    return x.permute(1, 2, 0).contiguous().permute(2, 0, 1)
 
 
 def semantic_inference(
@@ -87,12 +117,14 @@ def semantic_inference(
         mask_cls: [Q, K+1] logits; mask_pred: [Q, H, W] logits.
         mask_prob: optional precomputed ``mask_pred.sigmoid()``.
     Returns:
-        [K, H, W] scores.
+        [K, H, W] scores (pixel-major strides when ``mask_pred`` is pixel-major).
     """
     probs = F.softmax(mask_cls, dim=-1)[:, :-1]
     masks = mask_pred.sigmoid() if mask_prob is None else mask_prob
-    q, h, w = masks.shape
-    return (probs.t() @ masks.reshape(q, h * w)).view(-1, h, w)
+    # the product over queries as a 1x1 convolution: oneDNN runs it several times faster than
+    # a [K, Q] x [Q, H*W] matmul on CPU; the result keeps the layout of ``masks``
+    weight = probs.t().to(masks.dtype).contiguous()[:, :, None, None]  # [K, Q, 1, 1]
+    return F.conv2d(_batch_of_one(masks), weight)[0]
 
 
 def panoptic_inference(
@@ -134,16 +166,17 @@ def panoptic_inference(
     cur_scores, cur_classes = scores[keep], labels[keep]
     n = cur_classes.shape[0]
     # Running argmax over the kept queries of score * sigmoid (first maximum wins, as argmax),
-    # a chunk of queries at a time: no [n, H, W] temporaries, and few ops per query.
+    # a chunk of queries at a time on the pixel-major view: no [n, H, W] temporaries.
+    probs_pq = _pixel_major(probs)  # [H*W, Q]
     kept_queries = keep.nonzero().flatten()
     original_area = torch.empty(n, dtype=torch.int32, device=probs.device)
     owner = best = own_prob = None  # kept-query index, its score * sigmoid, its sigmoid
     for start in range(0, n, _CHUNK):
-        masks = probs.index_select(0, kept_queries[start : start + _CHUNK])
-        weighted = cur_scores[start : start + _CHUNK].view(-1, 1, 1) * masks
-        chunk_best, chunk_owner = weighted.max(0)
-        chunk_prob = masks.gather(0, chunk_owner[None])[0]
-        original_area[start : start + _CHUNK] = _count_true(masks >= 0.5)
+        stop = min(start + _CHUNK, n)
+        masks = probs_pq.index_select(1, kept_queries[start:stop])  # [H*W, c]
+        chunk_best, chunk_owner = (masks * cur_scores[start:stop]).max(1)
+        chunk_prob = masks.gather(1, chunk_owner[:, None])[:, 0]
+        original_area[start:stop] = _count_true(masks >= 0.5, 0)
         if best is None:
             owner, best, own_prob = chunk_owner, chunk_best, chunk_prob
             continue
@@ -151,6 +184,7 @@ def panoptic_inference(
         best = torch.where(better, chunk_best, best)
         owner = torch.where(better, chunk_owner + start, owner)
         own_prob = torch.where(better, chunk_prob, own_prob)
+    owner, own_prob = owner.view(h, w), own_prob.view(h, w)
     inside = own_prob >= 0.5
     # owner where the pixel is inside its owner's mask, n (void) elsewhere
     owner_inside = torch.where(inside, owner, n)
@@ -238,7 +272,8 @@ def instance_inference(
         panoptic_on: keep only ``thing_ids`` classes.
         mask_prob: optional precomputed ``mask_pred.sigmoid()``.
     Returns:
-        Instances of image size (H, W) with ``pred_masks`` (bool [R, H, W]), ``pred_boxes``
+        Instances of image size (H, W) with ``pred_masks`` (bool [R, H, W], a pixel-major
+        strided view), ``pred_boxes``
         (boxes of the masks), ``scores`` [R] and ``pred_classes`` [R] int64.
     """
     image_size = tuple(mask_pred.shape[-2:])
@@ -253,33 +288,30 @@ def instance_inference(
         labels_per_image = labels_per_image[keep]
         query_idx = query_idx[keep]
 
-    # per distinct query (a query may appear with several classes), then expanded; filled a
-    # chunk of queries at a time so that no [R, H, W] float copies of the logits are made
-    queries, inverse = torch.unique(query_idx, return_inverse=True)
-    u, (h, w) = queries.numel(), image_size
-    prob_dtype = mask_pred.dtype if mask_prob is None else mask_prob.dtype
-    binary = torch.empty((u, h, w), dtype=torch.bool, device=mask_pred.device)
-    inside_prob = torch.empty((u, h, w), dtype=prob_dtype, device=mask_pred.device)
-    zero = torch.zeros((), dtype=prob_dtype, device=mask_pred.device)
-    for start in range(0, u, _CHUNK):
-        idx = queries[start : start + _CHUNK]
-        chunk = binary[start : start + _CHUNK]
-        logits = mask_pred.index_select(0, idx)
-        torch.gt(logits, 0, out=chunk)
-        prob = logits.sigmoid() if mask_prob is None else mask_prob.index_select(0, idx)
-        torch.where(chunk, prob, zero, out=inside_prob[start : start + _CHUNK])
-    # occupied rows / columns and areas per query (bool reductions done on a uint8 view)
-    as_u8 = _as_uint8(binary)
-    rows, cols, area = as_u8.amax(2), as_u8.amax(1), _count_true(binary)
-    # row sums of the whole [U, H*W] tensor (same reduction order as before)
-    mask_scores = inside_prob.flatten(1).sum(1) / (area + 1e-6)
-    del inside_prob
-    boxes = _boxes_from_projections(rows.bool(), cols.bool())
-    if not torch.equal(inverse, torch.arange(u, device=inverse.device)):
-        binary, mask_scores, boxes = binary[inverse], mask_scores[inverse], boxes[inverse]
+    # One column per kept pair (a query may appear with several classes) of the pixel-major
+    # view [H*W, R]: gathering float columns is fast, and the per-mask sums over pixels are
+    # matrix-vector products (exact for the areas: integers below 2**24).
+    h, w = image_size
+    logits = _pixel_major(mask_pred).index_select(1, query_idx)  # [H*W, R]
+    binary = logits > 0
+    if mask_prob is None:
+        prob = logits.sigmoid_()
+    else:
+        prob = _pixel_major(mask_prob).index_select(1, query_idx)
+    del logits
+    acc_dtype = torch.promote_types(prob.dtype, torch.float32)  # as the original's float masks
+    prob = prob.to(acc_dtype)
+    inside = binary.to(acc_dtype)
+    ones = torch.ones((1, h * w), dtype=acc_dtype, device=prob.device)
+    area = (ones @ inside)[0]
+    mask_scores = (ones @ prob.mul_(inside))[0] / (area + 1e-6)
+    del prob, inside
+    occupied = _as_uint8(binary).view(h, w, -1)
+    rows, cols = occupied.amax(1).t().bool(), occupied.amax(0).t().bool()  # [R, H], [R, W]
+    boxes = _boxes_from_projections(rows, cols)
 
     result = Instances(image_size)
-    result.pred_masks = binary
+    result.pred_masks = binary.view(h, w, -1).permute(2, 0, 1)  # [R, H, W], pixel-major
     result.pred_boxes = Boxes(boxes)
     result.scores = scores_per_image * mask_scores
     result.pred_classes = labels_per_image

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from detectron2.structures import BitMasks
 
 from mask2former.modeling.postprocessing import (
+    crop_and_resize,
     instance_inference,
     masks_to_boxes,
     panoptic_inference,
@@ -215,3 +216,44 @@ def test_panoptic_tie_goes_to_first_query():
     assert torch.equal(seg, want[0]) and info == want[1]
     assert [d["category_id"] for d in info] == [1, 2]
     assert (seg[:, :3] == 1).all() and (seg[:, 3:] == 2).all()
+
+
+def _pixel_major(x):
+    """Same values, pixel-major storage (as the meta-architecture produces)."""
+    return x.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("layout", ["pixel_major", "padded_crop"])
+def test_results_do_not_depend_on_memory_layout(layout):
+    mask_cls, mask_pred = random_case(9, q=25, h=32, w=28)
+    if layout == "pixel_major":
+        other = _pixel_major(mask_pred)
+        assert other.stride(0) == 1
+    else:  # a pixel-major crop of a padded map: not compact
+        padded = torch.full((25, 40, 36), 7.0)
+        padded[:, :32, :28] = mask_pred
+        other = _pixel_major(padded)[:, :32, :28]
+    kwargs = dict(num_classes=K, thing_ids=THINGS)
+    sem_a, sem_b = semantic_inference(mask_cls, mask_pred), semantic_inference(mask_cls, other)
+    torch.testing.assert_close(sem_b, sem_a, rtol=1e-5, atol=1e-6)
+    pan = dict(object_mask_threshold=0.4, overlap_threshold=0.3, **kwargs)
+    seg_a, info_a = panoptic_inference(mask_cls, mask_pred, **pan)
+    seg_b, info_b = panoptic_inference(mask_cls, other, **pan)
+    assert info_a and info_b == info_a and torch.equal(seg_a, seg_b)
+    inst = dict(test_topk_per_image=40, panoptic_on=True, **kwargs)
+    a = instance_inference(mask_cls, mask_pred, **inst)
+    b = instance_inference(mask_cls, other, mask_prob=other.sigmoid(), **inst)
+    assert len(a) > 0 and torch.equal(a.pred_masks, b.pred_masks)
+    assert torch.equal(a.pred_classes, b.pred_classes)
+    torch.testing.assert_close(a.scores, b.scores, rtol=1e-6, atol=0)
+    assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
+
+
+def test_crop_and_resize_keeps_pixel_major_layout():
+    x = torch.randn(5, 12, 10)
+    pm = _pixel_major(x)
+    out = crop_and_resize(pm, (9, 7), 9, 7)
+    assert torch.equal(out, x[:, :9, :7]) and out.permute(1, 2, 0).is_contiguous()
+    resized = crop_and_resize(pm, (9, 7), 18, 14)
+    torch.testing.assert_close(resized, crop_and_resize(x, (9, 7), 18, 14), rtol=1e-5, atol=1e-5)
+    assert torch.equal(crop_and_resize(x, (9, 7), 9, 7), x[:, :9, :7])

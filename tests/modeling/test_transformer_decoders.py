@@ -113,7 +113,7 @@ def test_attention_masks_from_resized_features_match_resized_logits():
     embeddings, mask_features = torch.randn(2, 7, 8), torch.randn(2, 8, 32, 48)
     full = mask_logits_from_embeddings(embeddings, mask_features)
     for size in [(4, 6), (8, 12), (16, 24), (13, 7)]:
-        resized = resized_mask_features(mask_features, [size])[size]
+        resized = resized_mask_features(mask_features, [size])[0]
         small = mask_logits_from_embeddings(embeddings, resized)
         want = torch.nn.functional.interpolate(full, size=size, mode="bilinear", align_corners=False)
         torch.testing.assert_close(small, want, rtol=1e-5, atol=1e-5)

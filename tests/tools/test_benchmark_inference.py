@@ -53,6 +53,20 @@ def test_smoke_run_all_backends(capsys):
         assert "native: total=" in out  # ratio against pytorch from the same run
 
 
+def test_allocator_comparison_restores_the_allocator(capsys):
+    from mask2former.utils.allocator import cpu_caching_allocator_stats
+
+    times = _tool().main(
+        ["--config-file", CONFIG, "--size", "64x64", "--warmup", "1", "--iters", "1",
+         "--backend", "pytorch", "--allocator", "both", "--no-memory", "--opts", *SHALLOW]
+    )
+    out = capsys.readouterr().out
+    assert set(times) == {"pytorch/alloc-default", "pytorch/alloc-caching"}
+    assert "backend pytorch/alloc-caching " in out
+    assert "pytorch: total=" in out  # default / caching ratio from the same run
+    assert not cpu_caching_allocator_stats()["enabled"]  # the test process is left as it was
+
+
 def test_mixed_sizes_are_accumulated(capsys):
     """Images of two padded sizes run as two batches: every stage is counted twice."""
     tool = _tool()

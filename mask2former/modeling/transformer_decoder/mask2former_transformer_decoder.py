@@ -98,8 +98,8 @@ def attention_mask_from_logits(mask_logits, size, num_heads):
 
 
 def resized_mask_features(mask_features, sizes):
-    """``mask_features`` [N, D, H, W] resized bilinearly (align_corners=False) to each distinct
-    size in ``sizes``, detached: {(h, w): [N, D, h, w]}.
+    """``mask_features`` [N, D, H, W] resized bilinearly (align_corners=False) to each of
+    ``sizes``, detached: a list of [N, D, h, w] in the order of ``sizes``.
 
     Bilinear resizing is linear and acts on every channel alike, so the product of mask
     embeddings with resized features equals (up to float rounding) the resized product. The
@@ -107,10 +107,7 @@ def resized_mask_features(mask_features, sizes):
     level's size (at most 1/8 of the image) instead of at 1/4 and then resized.
     """
     features = mask_features.detach()
-    return {
-        tuple(s): F.interpolate(features, size=tuple(s), mode="bilinear", align_corners=False)
-        for s in dict.fromkeys(tuple(int(v) for v in s) for s in sizes)
-    }
+    return [F.interpolate(features, size=s, mode="bilinear", align_corners=False) for s in sizes]
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -232,7 +229,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             raise ValueError(f"expected {self.num_feature_levels} feature levels, got {len(x)}")
         src, pos, sizes = [], [], []
         for i, feat in enumerate(x):
-            sizes.append(tuple(feat.shape[-2:]))
+            sizes.append(feat.shape[-2:])
             pos.append(self.pe_layer(feat).flatten(2).permute(2, 0, 1))  # [HW, N, C]
             memory = self.input_proj[i](feat).flatten(2) + self.level_embed.weight[i][None, :, None]
             src.append(memory.permute(2, 0, 1))
@@ -263,9 +260,9 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 classes.append(logits)
                 masks.append(mask_logits_from_embeddings(embeddings, mask_features))
             if not last:
-                size = sizes[j % self.num_feature_levels]
-                small = mask_logits_from_embeddings(embeddings.detach(), attn_features[size])
-                attn_mask = attention_mask_from_logits(small, size, self.num_heads)
+                level = j % self.num_feature_levels
+                small = mask_logits_from_embeddings(embeddings.detach(), attn_features[level])
+                attn_mask = attention_mask_from_logits(small, sizes[level], self.num_heads)
         out = {"pred_logits": classes[-1], "pred_masks": masks[-1]}
         if return_aux:
             out["aux_outputs"] = aux_outputs(classes, masks)

@@ -53,7 +53,7 @@ CU_LIB="$SITE/nvidia/cu13/lib"
 
 # 2. Skip when nothing changed since the last successful check.
 SOURCES=$(find mask2former/layers/csrc mask2former/utils/csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.h' \) | sort)
-KEY=$( (cat $SOURCES mask2former/layers/*.py setup.py "$0"; echo "$TORCH_CUDA_ARCH_LIST $TORCH_PIN") | sha1sum | cut -c1-16)
+KEY=$( (cat $SOURCES mask2former/layers/*.py mask2former/utils/allocator.py setup.py "$0"; echo "$TORCH_CUDA_ARCH_LIST $TORCH_PIN") | sha1sum | cut -c1-16)
 BUILD="$VENV/build"
 OK_STAMP="$BUILD/.ok-$KEY"
 if [ -f "$OK_STAMP" ] && [ "${FORCE:-0}" != "1" ]; then
@@ -147,6 +147,17 @@ grads = torch.autograd.grad(out, (v, loc, w))
 for a, r in zip([out, *grads], res["native"]):
     torch.testing.assert_close(a, r)
 print(f"cuda-check: mask2former.layers on torch {torch.__version__}: native == pytorch (forward + 3 grads), torch.compile(fullgraph) OK")
+# the CPU caching allocator of the same library (mask2former/utils/csrc) on this torch
+from mask2former.utils.allocator import cpu_caching_allocator, cpu_caching_allocator_stats
+x, k = torch.randn(1, 16, 256, 256, generator=g), torch.randn(16, 16, 3, 3, generator=g)
+want = torch.nn.functional.conv2d(x, k, padding=1)
+with cpu_caching_allocator(min_block_bytes=2**16) as on:
+    assert on, "the caching allocator did not install"
+    for _ in range(3):
+        assert torch.equal(torch.nn.functional.conv2d(x, k, padding=1), want)
+    hits = cpu_caching_allocator_stats()["hits"]
+assert hits > 0 and not cpu_caching_allocator_stats()["enabled"], (hits, cpu_caching_allocator_stats())
+print(f"cuda-check: CPU caching allocator on torch {torch.__version__}: {hits} blocks reused, results unchanged")
 PYEOF
 
 summary="cuda-check: OK: $SO ($(du -h "$SO" | cut -f1)) has GPU code for: $ARCHS (torch $TORCH_PIN, $("$NVCC" --version | grep -o 'release [0-9.]*'), $(( $(date +%s) - start )) s)"

@@ -509,3 +509,27 @@ def test_registry_and_errors():
     mapper = build_dataset_mapper(_cfg("mask_former_semantic"))
     with pytest.raises(ValueError, match="sem_seg_file_name"):
         mapper({"file_name": os.path.join(COCO_SAMPLE, "input_images/000000439180.jpg")})
+
+
+def test_panoptic_ids_missing_from_the_json_are_void_and_reported_once(caplog):
+    from mask2former.data.dataset_mappers.common import PANOPTIC_VOID_IDS, panoptic_to_instances
+
+    pan = np.zeros((6, 8), np.int64)
+    pan[:3] = 5
+    pan[3:, :2] = 7  # crowd
+    pan[3:, 2:4] = PANOPTIC_VOID_IDS[1]  # crop padding
+    segments = [{"id": 5, "category_id": 2}, {"id": 7, "category_id": 1, "iscrowd": 1}]
+    with caplog.at_level("WARNING"):
+        inst = panoptic_to_instances(pan, segments, "fine.png")
+    assert inst.gt_classes.tolist() == [2] and caplog.records == []
+
+    pan[5, 7] = 197121  # an id the JSON does not have
+    with caplog.at_level("WARNING"):
+        inst = panoptic_to_instances(pan, segments, "stray.png")
+        panoptic_to_instances(pan, segments, "stray.png")  # the same file again: no new warning
+        panoptic_to_instances(pan, segments)  # no file name given: nothing to name
+    assert inst.gt_classes.tolist() == [2]
+    assert not inst.gt_masks[:, 5, 7].any()  # unlabelled
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "stray.png" in message and "197121" in message and "1 pixels" in message

@@ -35,10 +35,11 @@ class COCOPanopticNewBaselineDatasetMapper(COCOInstanceNewBaselineDatasetMapper)
         utils.check_image_size(dataset_dict, image)
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
-        pan_rgb = read_image(dataset_dict.pop("pan_seg_file_name"), "RGB")
+        pan_file = dataset_dict.pop("pan_seg_file_name")
+        pan_rgb = read_image(pan_file, "RGB")
         # FixedSizeCrop pads segmentations with 255 → id 0xFFFFFF, which is no segment id
         pan_seg = rgb_to_id(transforms.apply_segmentation(pan_rgb))
-        instances = panoptic_to_instances(pan_seg, dataset_dict.pop("segments_info"))
+        instances = panoptic_to_instances(pan_seg, dataset_dict.pop("segments_info"), pan_file)
         instances.gt_boxes = (
             masks_to_boxes(instances.gt_masks) if len(instances) else Boxes(torch.zeros(0, 4))
         )

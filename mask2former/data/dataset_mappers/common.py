@@ -1,5 +1,6 @@
 """Helpers shared by the Mask2Former training mappers (pure functions on numpy/torch data)."""
 
+import logging
 from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from .color_augmentation import ColorAugSSD
 __all__ = [
     "augmented_instance_annotations",
     "IMAGE_PAD_VALUE",
+    "PANOPTIC_VOID_IDS",
     "build_resize_crop_flip_augmentations",
     "build_lsj_augmentations",
     "pad_to_fixed_size",
@@ -33,6 +35,12 @@ __all__ = [
 
 # Pixel value used for padded image regions (the original mappers' choice).
 IMAGE_PAD_VALUE = 128
+# Segment ids of a panoptic id map that are no segment: 0 (unlabelled in the COCO format) and
+# 0xFFFFFF, what Detectron2's crop/pad transforms produce when they pad the RGB PNG with 255.
+PANOPTIC_VOID_IDS = (0, 256**3 - 1)
+
+logger = logging.getLogger(__name__)
+_warned_unknown_ids = set()  # files already reported (a warning per file, not per epoch)
 
 
 def build_resize_crop_flip_augmentations(cfg, *, with_category_area_crop: bool, ignore_label: int):
@@ -150,17 +158,35 @@ def semantic_to_instances(sem_seg: torch.Tensor, ignore_label: int) -> Instances
     return make_instances(sem_seg.shape, classes, [sem_seg == c for c in classes])
 
 
-def panoptic_to_instances(pan_seg: np.ndarray, segments_info: Iterable[dict]) -> Instances:
+def panoptic_to_instances(
+    pan_seg: np.ndarray, segments_info: Iterable[dict], source: Optional[str] = None
+) -> Instances:
     """One instance per non-crowd segment of the [H, W] id map (``category_id`` = class).
 
     Crowd segments (``iscrowd`` 1) are dropped: their pixels get no target, as in the original.
+    Pixels whose id is neither a segment of ``segments_info`` nor void (`PANOPTIC_VOID_IDS`)
+    get no target either, as in the original; they mean the PNG and the JSON disagree, so the
+    first time a ``source`` (the PNG's file name) has such pixels a warning names the file and
+    the unknown ids.
     """
     classes, masks = [], []
+    covered = sum(int(np.count_nonzero(pan_seg == v)) for v in PANOPTIC_VOID_IDS)
     for seg in segments_info:
+        mask = pan_seg == seg["id"]
+        covered += int(np.count_nonzero(mask))
         if seg.get("iscrowd", 0):
             continue
         classes.append(seg["category_id"])
-        masks.append(pan_seg == seg["id"])
+        masks.append(mask)
+    if covered < pan_seg.size and source is not None and source not in _warned_unknown_ids:
+        _warned_unknown_ids.add(source)
+        known = [s["id"] for s in segments_info] + list(PANOPTIC_VOID_IDS)
+        unknown = np.setdiff1d(np.unique(pan_seg), known)
+        logger.warning(
+            f"{source}: {pan_seg.size - covered} pixels have segment ids that are not in the "
+            f"annotation JSON ({unknown[:10].tolist()}{' ...' if unknown.size > 10 else ''}); "
+            "they are treated as unlabelled. Check that the PNG and its segments_info match."
+        )
     return make_instances(pan_seg.shape, classes, masks)
 
 

@@ -32,7 +32,8 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
                 "'pan_seg_file_name'; this mapper needs a panoptic dataset"
             )
         image, sem_seg = self._read(dataset_dict)
-        pan_seg = read_image(dataset_dict.pop("pan_seg_file_name"), "RGB")
+        pan_file = dataset_dict.pop("pan_seg_file_name")
+        pan_seg = read_image(pan_file, "RGB")
         segments_info = dataset_dict.pop("segments_info")
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)
@@ -55,5 +56,5 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
             dataset_dict["sem_seg"] = sem_t
         if "annotations" in dataset_dict:
             raise ValueError(f"{type(self).__name__} does not use 'annotations' (panoptic only)")
-        dataset_dict["instances"] = panoptic_to_instances(pan_t.numpy(), segments_info)
+        dataset_dict["instances"] = panoptic_to_instances(pan_t.numpy(), segments_info, pan_file)
         return dataset_dict

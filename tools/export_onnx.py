@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mask2former import add_maskformer2_config  # noqa: E402
+from mask2former.engine import Mask2FormerCheckpointer  # noqa: E402
 from mask2former.layers import MSDeformAttn  # noqa: E402
 
 OUTPUT_NAMES = ("pred_logits", "pred_masks")
@@ -77,7 +77,9 @@ def use_pytorch_deform_attn(module: nn.Module) -> int:
 def build_inference_network(cfg) -> InferenceNetwork:
     model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        # safe loading (.pth weights_only, .pkl arrays only, safetensors); a tensor whose shape
+        # does not fit is an error here, not a silently random-initialised export
+        Mask2FormerCheckpointer(model, strict_shapes=True).load(cfg.MODEL.WEIGHTS)
     net = InferenceNetwork(model).eval()
     use_pytorch_deform_attn(net)
     return net

@@ -80,3 +80,25 @@ def test_rejects_size_not_divisible():
     with pytest.raises(ValueError, match="HxW"):
         tool.parse_size("96", 32)
     assert tool.parse_size("64X96", 32) == (64, 96)
+
+
+def test_weights_are_loaded_safely_and_must_fit(tmp_path):
+    from mask2former.engine.checkpoint import CheckpointShapeError
+
+    tool = _load_tool()
+    cfg = small_swin_cfg()
+    torch.manual_seed(0)
+    state = tool.build_inference_network(cfg).state_dict()  # no MODEL.WEIGHTS: random init
+    good = {k: v + 0.5 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"model": good}, tmp_path / "good.pth")
+    cfg.MODEL.WEIGHTS = str(tmp_path / "good.pth")
+    loaded = tool.build_inference_network(cfg).state_dict()
+    name = "sem_seg_head.predictor.class_embed.weight"
+    assert torch.equal(loaded[name], good[name])
+
+    bad = dict(good)
+    bad[name] = torch.zeros(3, bad[name].shape[1])  # another number of classes
+    torch.save({"model": bad}, tmp_path / "bad.pth")
+    cfg.MODEL.WEIGHTS = str(tmp_path / "bad.pth")
+    with pytest.raises(CheckpointShapeError, match="class_embed"):
+        tool.build_inference_network(cfg)

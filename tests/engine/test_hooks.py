@@ -155,3 +155,43 @@ def test_guard_with_amp_grad_scaler(tmp_path, toy_trainer_factory, action):
     if action == "skip":
         w4, scale4 = snapshots[4]
         assert all(torch.equal(w3[k], w4[k]) for k in w3)  # step 3 skipped via the scaler
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("action", ["skip", "stop"])
+def test_guard_decision_is_shared_by_two_workers(tmp_path, action):
+    """Only worker 0 sees the NaN loss; both workers must take the same branch."""
+    import json
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "two_worker_guard.py")
+    proc = subprocess.run(
+        [sys.executable, script, str(tmp_path), action, str(_free_port())],
+        capture_output=True, text=True, timeout=300,
+    )
+    results = []
+    for rank in range(2):
+        path = tmp_path / f"rank{rank}.json"
+        assert path.exists(), f"worker {rank} wrote nothing:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        results.append(json.loads(path.read_text()))
+    r0, r1 = results
+    if action == "skip":
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert r0["error"] is None and r1["error"] is None
+        assert r0["skipped_steps"] == r1["skipped_steps"] == 1
+        # the step of iteration 2 was skipped on both workers; the others were taken
+        assert r0["changed"] == r1["changed"] == [True, True, False, True, True]
+        assert r0["finite"] and r1["finite"] and r0["final"] == r1["final"]
+    else:
+        assert "Iteration 2: non-finite loss term(s) loss_b" in r0["error"]
+        assert "Iteration 2: a non-finite loss on another worker" in r1["error"]
+        assert r0["changed"] == r1["changed"] == [True, True, False]  # no step at iteration 2
+        assert r0["final"] == r1["final"]

@@ -80,21 +80,49 @@ class Runner:
         print(f"--- {name}: {self.times[name]:.0f} s", flush=True)
 
 
-def choose_threads(env):
-    """Use one compute thread per process when the CPU is already busy.
+def busy_cores(interval: float = 1.0):
+    """Cores kept busy by other processes right now: the non-idle share of all CPU time in
+    /proc/stat over ``interval`` seconds, times the core count. None where /proc/stat is
+    missing. (The load average is no use here: a minute after the test suite it still reads
+    "busy" on an idle machine.)"""
+
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(interval)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (1.0 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+
+
+def choose_threads(env, busy=None):
+    """Use one compute thread per process when other programs already occupy the CPU.
 
     PyTorch's OpenMP threads spin while they wait for each other; when other programs occupy
-    the cores this makes a 2-thread training several times slower than a 1-thread one. An
-    explicit OMP_NUM_THREADS is always respected. Returns a message when a choice was made.
+    the cores this makes a 2-thread training several times slower than a 1-thread one, while
+    on an idle 2-core machine 2 threads train 1.8x faster than 1 (0.97 vs 1.72 s/iteration,
+    measured with 60 iterations of this quick start). An explicit OMP_NUM_THREADS is always
+    respected. ``busy``: cores in use by others (default: measured, `busy_cores`). Returns a
+    message when a choice was made.
     """
-    if "OMP_NUM_THREADS" in env or not hasattr(os, "getloadavg"):
+    if "OMP_NUM_THREADS" in env:
         return None
     cpus = os.cpu_count() or 1
-    load = os.getloadavg()[0]
-    if cpus > 1 and load > 0.5 * cpus:
+    if busy is None:
+        busy = busy_cores()
+    if busy is None or cpus == 1:
+        return None
+    if busy > 0.5 * cpus:
         env["OMP_NUM_THREADS"] = "1"
-        return (f"The CPU is busy (load {load:.1f} on {cpus} cores): training with 1 thread "
-                "(set OMP_NUM_THREADS to override).")
+        return (f"The CPU is busy ({busy:.1f} of {cpus} cores in use by other programs): "
+                "training with 1 thread (set OMP_NUM_THREADS to override).")
     return None
 
 

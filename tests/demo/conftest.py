@@ -1,8 +1,6 @@
 """Shared helpers for the demo tests: load demo/demo.py as a module, a fake meta-architecture
 whose outputs are known, broken image files, and the real COCO sample images."""
-import importlib.util
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,8 @@ from torch import nn
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes, Instances
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from script_loading import load_script
+
 COCO_IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
                            "data", "coco_panoptic_sample", "input_images")
 FAKE_ARCH = "_DemoTestFakeModel"
@@ -20,13 +19,7 @@ FAKE_ARCH = "_DemoTestFakeModel"
 
 def load_demo_module():
     """Import demo/demo.py (and with it demo/predictor.py) like the script does."""
-    if "m2f_demo_script" in sys.modules:
-        return sys.modules["m2f_demo_script"]
-    spec = importlib.util.spec_from_file_location("m2f_demo_script", os.path.join(ROOT, "demo", "demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["m2f_demo_script"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("demo/demo.py", "m2f_demo_script", register=True)
 
 
 if FAKE_ARCH not in META_ARCH_REGISTRY:

@@ -1,21 +1,16 @@
 """Numerical parity with the original implementation (../shared/tools/parity_check.py)."""
 
-import importlib.util
 import os
 
 import pytest
 import torch
 
 from model_helpers import FIXTURES, SHARED_TOOLS, config_path
+from script_loading import load_script
 
 
 def _parity_main():
-    spec = importlib.util.spec_from_file_location(
-        "m2f_parity_check", os.path.join(SHARED_TOOLS, "parity_check.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script(os.path.join(SHARED_TOOLS, "parity_check.py"), "m2f_parity_check").main
 
 
 @pytest.mark.slow

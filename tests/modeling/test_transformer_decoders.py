@@ -25,20 +25,24 @@ def test_attention_mask_blocks_background_and_unblocks_empty_rows():
         assert not mask[h, 1].any()  # a fully blocked row attends everywhere instead
 
 
-def test_masked_decoder_shapes_pre_norm():
+def _masked_decoder(in_channels=16, dec_layers=5, pre_norm=False):
     torch.manual_seed(0)
-    dec = MultiScaleMaskedTransformerDecoder(
-        in_channels=24,
+    return MultiScaleMaskedTransformerDecoder(
+        in_channels=in_channels,
         num_classes=5,
         hidden_dim=16,
         num_queries=7,
         nheads=2,
         dim_feedforward=32,
-        dec_layers=4,
-        pre_norm=True,
+        dec_layers=dec_layers,
+        pre_norm=pre_norm,
         mask_dim=8,
         enforce_input_project=False,
     )
+
+
+def test_masked_decoder_shapes_pre_norm():
+    dec = _masked_decoder(in_channels=24, dec_layers=4, pre_norm=True)
     assert all(hasattr(proj, "weight") for proj in dec.input_proj)  # 24 != 16: 1x1 convs
     feats = [torch.randn(2, 24, 2, 3), torch.randn(2, 24, 4, 6), torch.randn(2, 24, 8, 12)]
     out = dec(feats, torch.randn(2, 8, 16, 24))
@@ -78,24 +82,8 @@ def test_standard_decoder_with_encoder_and_padding_mask():
     torch.testing.assert_close(out["pred_masks"][0], out0["pred_masks"][0], rtol=1e-4, atol=1e-5)
 
 
-def _masked_decoder():
-    torch.manual_seed(0)
-    return MultiScaleMaskedTransformerDecoder(
-        in_channels=16,
-        num_classes=5,
-        hidden_dim=16,
-        num_queries=7,
-        nheads=2,
-        dim_feedforward=32,
-        dec_layers=5,
-        pre_norm=False,
-        mask_dim=8,
-        enforce_input_project=False,
-    ).eval()
-
-
 def test_inference_without_aux_outputs_gives_the_same_final_prediction():
-    dec = _masked_decoder()
+    dec = _masked_decoder().eval()
     feats = [torch.randn(1, 16, 2, 3), torch.randn(1, 16, 4, 6), torch.randn(1, 16, 8, 12)]
     mask_features = torch.randn(1, 8, 16, 24)
     with torch.no_grad():

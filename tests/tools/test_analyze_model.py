@@ -1,17 +1,14 @@
 """tools/analyze_model.py: parameter and FLOP counts with fvcore."""
 
-import importlib.util
 import os
+
+from script_loading import load_script
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _tool():
-    path = os.path.join(REPO, "tools", "analyze_model.py")
-    spec = importlib.util.spec_from_file_location("m2f_analyze_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/analyze_model.py", "m2f_analyze_model")
 
 
 def test_parameters_and_flops_r50(capsys):

@@ -5,12 +5,13 @@ that the stage times fit inside the total of the same run. Speed itself is not a
 benchmark prints numbers; tests must not depend on the machine's load).
 """
 
-import importlib.util
 import os
 import re
 
 import pytest
 import torch
+
+from script_loading import load_script
 
 from mask2former.layers import available_backends
 
@@ -22,11 +23,7 @@ SHALLOW = ["MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1", "MODEL.MASK_FORMER.
 
 
 def _tool():
-    path = os.path.join(REPO, "tools", "benchmark_inference.py")
-    spec = importlib.util.spec_from_file_location("m2f_benchmark_inference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/benchmark_inference.py", "m2f_benchmark_inference")
 
 
 def test_smoke_run_all_backends(capsys):

@@ -1,20 +1,15 @@
 """tools/benchmark_postprocessing.py: a smoke run on a small size (speed is not asserted)."""
 
-import importlib.util
-import os
 import re
+
+from script_loading import load_script
 
 from mask2former.utils.allocator import cpu_caching_allocator_stats
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _tool():
-    path = os.path.join(REPO, "tools", "benchmark_postprocessing.py")
-    spec = importlib.util.spec_from_file_location("m2f_benchmark_postprocessing", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/benchmark_postprocessing.py", "m2f_benchmark_postprocessing")
 
 
 def test_synthetic_prediction_gives_segments_and_instances(capsys):

@@ -1,12 +1,13 @@
 """tools/convert-torchvision-to-d2.py: a torchvision ResNet-50 loads into the R50 configs."""
 
-import importlib.util
 import os
 import pickle
 
 import numpy as np
 import torch
 import torchvision
+
+from script_loading import load_script
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
@@ -18,11 +19,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _tool():
-    path = os.path.join(REPO, "tools", "convert-torchvision-to-d2.py")
-    spec = importlib.util.spec_from_file_location("convert_torchvision_to_d2", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/convert-torchvision-to-d2.py", "convert_torchvision_to_d2")
 
 
 def test_resnet50_converts_and_loads_into_backbone(tmp_path):

@@ -2,12 +2,13 @@
 via its "pytorch" backend) exported at a fixed size runs in onnxruntime on CPU and gives the
 same pred_logits / pred_masks as PyTorch."""
 
-import importlib.util
 import os
 import sys
 
 import pytest
 import torch
+
+from script_loading import load_script
 
 from detectron2.config import get_cfg
 
@@ -19,12 +20,7 @@ SMALL_CONFIG = os.path.join(ROOT, "tests", "modeling", "backbone", "small_swin_m
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "export_onnx", os.path.join(ROOT, "tools", "export_onnx.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/export_onnx.py", "export_onnx")
 
 
 def _deterministic_init(module):

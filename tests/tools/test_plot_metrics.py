@@ -1,22 +1,16 @@
 """tools/plot_metrics.py: metrics.json (Detectron2 JSONWriter format) -> PNG plots."""
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from script_loading import load_script
+
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "plot_metrics", os.path.join(ROOT, "tools", "plot_metrics.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/plot_metrics.py", "plot_metrics")
 
 
 pm = _load_tool()

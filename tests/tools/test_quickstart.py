@@ -17,9 +17,28 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import quickstart  # noqa: E402
 
 
-def test_choose_threads():
+def test_choose_threads(monkeypatch):
     env = {"OMP_NUM_THREADS": "4"}
-    assert quickstart.choose_threads(env) is None and env["OMP_NUM_THREADS"] == "4"
+    assert quickstart.choose_threads(env, busy=8.0) is None and env["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setattr(quickstart.os, "cpu_count", lambda: 2)
+    env = {}
+    assert quickstart.choose_threads(env, busy=0.3) is None and env == {}
+    message = quickstart.choose_threads(env, busy=1.6)
+    assert env == {"OMP_NUM_THREADS": "1"} and "1.6 of 2 cores" in message
+
+
+def test_busy_cores_sees_a_busy_loop():
+    idle = quickstart.busy_cores(0.5)
+    if idle is None:
+        pytest.skip("no /proc/stat here")
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = quickstart.busy_cores(1.0)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert 0.0 <= idle <= (os.cpu_count() or 1)
+    assert busy >= 0.7  # the loop keeps one core busy (plus whatever else runs)
 
 
 def test_read_eval_metrics_keeps_last_values(tmp_path):

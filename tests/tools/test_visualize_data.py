@@ -1,5 +1,4 @@
 """tools/visualize_data.py: draw a registered dataset's ground truth."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,6 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from script_loading import load_script
+
 from detectron2.data.catalog import Metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -15,12 +16,7 @@ PY = sys.executable
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "visualize_data_tool", os.path.join(ROOT, "tools", "visualize_data.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/visualize_data.py", "visualize_data_tool")
 
 
 vd = _load_tool()

@@ -1,5 +1,4 @@
 import contextlib
-import importlib.util
 import io
 import os
 import pickle
@@ -9,6 +8,8 @@ import sys
 import numpy as np
 import torch
 
+from script_loading import load_script
+
 from mask2former.engine import Mask2FormerCheckpointer
 from mask2former.utils.weights import load_safetensors_weights
 
@@ -17,10 +18,7 @@ TOOL = os.path.join(ROOT, "tools", "convert_to_safetensors.py")
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("convert_to_safetensors", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("tools/convert_to_safetensors.py", "convert_to_safetensors")
 
 
 _tool = _load_tool()

@@ -62,6 +62,7 @@ from mask2former.engine import (
 from mask2former.evaluation import InstanceSegEvaluator
 from mask2former.solver import build_lr_scheduler, build_optimizer
 from mask2former.test_time_augmentation import SemanticSegmentorWithTTA
+from mask2former.utils.allocator import cpu_caching_allocator
 from mask2former.utils.sample_loading import RobustDatasetMapper
 
 logger = logging.getLogger("mask2former.train_net")
@@ -230,6 +231,12 @@ def setup(args):
 
 def main(args):
     cfg = setup(args)
+    # reuses large CPU buffers (see mask2former/config.py); removed again when main returns
+    with cpu_caching_allocator(enabled=cfg.MODEL.DEVICE == "cpu" and cfg.CPU_CACHING_ALLOCATOR):
+        return train_or_evaluate(cfg, args)
+
+
+def train_or_evaluate(cfg, args):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         # safe loading (.safetensors / weights-only .pth / numpy-only .pkl); a checkpoint whose

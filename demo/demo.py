@@ -89,7 +89,8 @@ def get_parser():
         "--no-caching-allocator",
         action="store_true",
         help="on CPU, keep torch's allocator instead of mask2former's caching one (which reuses "
-        "the large per-image buffers; see mask2former/utils/allocator.py)",
+        "the large per-image buffers; see mask2former/utils/allocator.py); the same as "
+        "--opts CPU_CACHING_ALLOCATOR False",
     )
     parser.add_argument(
         "--opts",
@@ -266,7 +267,7 @@ def main(argv=None):
     if not args.output:
         check_gui()
     cfg = setup_cfg(args)
-    caching = cfg.MODEL.DEVICE == "cpu" and not args.no_caching_allocator
+    caching = cfg.MODEL.DEVICE == "cpu" and cfg.CPU_CACHING_ALLOCATOR and not args.no_caching_allocator
     with cpu_caching_allocator(enabled=caching):
         demo = VisualizationDemo(
             cfg,

@@ -362,7 +362,19 @@ def test_training_loss_decreases_and_resume_continues(
     assert ckpt["iteration"] == 3
     assert "optimizer" in ckpt["trainer"]["_trainer"] and "LRScheduler" in ckpt["trainer"]["hooks"]
 
-    # --eval-only with the trained weights, plus semantic TTA (2 scales x flip)
+    # --eval-only with the trained weights, plus semantic TTA (2 scales x flip); on the CPU
+    # main() runs with the caching allocator (CPU_CACHING_ALLOCATOR) and removes it afterwards
+    from mask2former.layers.ms_deform_attn import extension_loaded
+    from mask2former.utils.allocator import cpu_caching_allocator_stats
+
+    seen = []
+    original_test = train_net.Trainer.test
+
+    def recording_test(cls, cfg, model, evaluators=None):
+        seen.append(cpu_caching_allocator_stats()["enabled"])
+        return original_test(cfg, model, evaluators)
+
+    monkeypatch.setattr(train_net.Trainer, "test", classmethod(recording_test))
     res = train_net.main(
         _args(
             tiny_config,
@@ -380,6 +392,9 @@ def test_training_loss_decreases_and_resume_continues(
         )
     )
     assert {"panoptic_seg", "sem_seg", "sem_seg_TTA"} <= set(res)
+    if extension_loaded():
+        assert seen and all(seen)  # evaluation ran with the caching allocator ...
+    assert not cpu_caching_allocator_stats()["enabled"]  # ... which main() removed again
     assert 0 <= res["sem_seg_TTA"]["mIoU"] <= 100 and 0 <= res["panoptic_seg"]["PQ"] <= 100
 
     # resume from the iteration-3 checkpoint: continues at iteration 4, runs 4..9

@@ -290,7 +290,7 @@ def instance_inference(
 
     # One column per kept pair (a query may appear with several classes) of the pixel-major
     # view [H*W, R]: gathering float columns is fast, and the per-mask sums over pixels are
-    # matrix-vector products (exact for the areas: integers below 2**24).
+    # matrix-vector products (the areas are exact below 2**24 pixels, as the original's float sums).
     h, w = image_size
     logits = _pixel_major(mask_pred).index_select(1, query_idx)  # [H*W, R]
     binary = logits > 0

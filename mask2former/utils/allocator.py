@@ -1,4 +1,4 @@
-"""A caching allocator for CPU tensors, for inference processes.
+"""A caching allocator for CPU tensors (process-wide; used by the entry points on CPU).
 
 Inference on CPU makes several temporaries of 100+ MB per image (100 mask logits upsampled to
 512x512 are 105 MB; 133 semantic score maps are 139 MB). The C library serves blocks that large
@@ -11,8 +11,9 @@ the post-processing time at 512x512 on a 2-core machine.
 ``min_block_bytes`` are kept (up to ``max_cached_bytes``) and reused for later requests of
 about the same size; smaller requests go to torch's allocator as before. The cost is that the
 process keeps up to ``max_cached_bytes`` of freed memory. It is process-wide, so the library
-never enables it on import; the inference entry points (``demo/demo.py``,
-``tools/benchmark_inference.py``) do, unless asked not to.
+never enables it on import; the entry points do on CPU: ``train_net.py`` and ``demo/demo.py``
+(config key ``CPU_CACHING_ALLOCATOR``, default True), ``tools/benchmark_inference.py`` and
+``tools/benchmark_postprocessing.py`` (``--allocator``).
 
 Without the compiled extension nothing changes (the functions say so). Alternatives for any
 process: preload jemalloc or tcmalloc, or ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0``.

@@ -169,6 +169,7 @@ def panoptic_to_instances(
     first time a ``source`` (the PNG's file name) has such pixels a warning names the file and
     the unknown ids.
     """
+    segments_info = list(segments_info)
     classes, masks = [], []
     covered = sum(int(np.count_nonzero(pan_seg == v)) for v in PANOPTIC_VOID_IDS)
     for seg in segments_info:

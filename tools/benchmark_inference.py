@@ -22,7 +22,8 @@ affects them alike) and ratios are printed from the same run. On CUDA every boun
 synchronised.
 
 Allocator: by default (``--allocator caching``, CPU only) mask2former's CPU caching allocator
-is installed (`mask2former.utils.allocator`, which ``demo/demo.py`` uses too): the large
+is installed (`mask2former.utils.allocator`, which ``demo/demo.py`` and ``train_net.py`` use
+on CPU too): the large
 per-image temporaries are then reused instead of page-faulted in again for every image.
 ``--allocator both`` measures torch's allocator first and then the caching one, in one run,
 and prints the ratios.
@@ -91,8 +92,8 @@ def get_parser():
         default="caching",
         choices=["caching", "default", "both"],
         help="caching: mask2former's CPU caching allocator (mask2former.utils.allocator, as "
-        "demo/demo.py uses); default: torch's allocator; both: default first, then caching, "
-        "with ratios",
+        "demo/demo.py and train_net.py use on CPU); default: torch's allocator; both: default "
+        "first, then caching, with ratios",
     )
     p.add_argument("--tasks", nargs="+", default=["semantic", "instance", "panoptic"],
                    choices=sorted(TASK_KEYS), help="outputs to produce (default: all three)")
@@ -398,6 +399,7 @@ def run(args):
             cpu = statistics.median(times[b][s + ".cpu"])
             print(f"{s:<16} {med * 1e3:10.1f} {p90 * 1e3:9.1f} {share:>6} {cpu * 1e3:9.1f} {mem}")
         print(f"throughput: {args.batch_size / tot:.2f} images/s")
+
     def ratio_row(ref, other, stages):
         return " ".join(
             f"{s}={statistics.median(times[ref][s]) / statistics.median(times[other][s]):.2f}"

@@ -23,8 +23,8 @@ synchronised.
 
 Allocator: by default (``--allocator caching``, CPU only) mask2former's CPU caching allocator
 is installed (`mask2former.utils.allocator`, which ``demo/demo.py`` and ``train_net.py`` use
-on CPU too): the large
-per-image temporaries are then reused instead of page-faulted in again for every image.
+on CPU too): the large per-image temporaries are then reused instead of page-faulted in again
+for every image.
 ``--allocator both`` measures torch's allocator first and then the caching one, in one run,
 and prints the ratios.
 

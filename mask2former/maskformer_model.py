@@ -205,7 +205,12 @@ class MaskFormer(nn.Module):
                         results[i] = r
                 return results
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
+        x = images.tensor
+        if not self.training and x.device.type == "cpu":
+            # oneDNN's convolutions run NHWC faster on CPU (ResNet-50 at 512x512: ~1.3x);
+            # the convolution outputs keep that layout, values agree to float rounding
+            x = x.contiguous(memory_format=torch.channels_last)
+        features = self.backbone(x)
         # intermediate predictions only feed the auxiliary losses
         outputs = self.sem_seg_head(features, return_aux=self.training)
 

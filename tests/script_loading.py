@@ -1,4 +1,5 @@
-"""Load a script of the repository (tools/*.py, demo/demo.py, ../shared/tools/*.py) as a module.
+"""Load a script of the repository (tools/*.py, demo/demo.py, ../shared/tools/*.py) as a module,
+and the shared deterministic initialisation used by the parity fixtures.
 
 Scripts are not importable packages (some have dashes in their names); tests call their
 functions directly. ``tests/`` is on ``sys.path`` through tests/conftest.py.
@@ -9,6 +10,7 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_TOOLS = os.path.abspath(os.path.join(REPO, "..", "shared", "tools"))
 
 
 def load_script(path: str, module_name: str, *, register: bool = False):
@@ -23,3 +25,11 @@ def load_script(path: str, module_name: str, *, register: bool = False):
         sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def deterministic_init_(module):
+    """``deterministic_init_`` of ../shared/tools/deterministic_init.py (the weights the parity
+    fixtures were made with): fills ``module`` in place and returns it."""
+    tool = load_script(os.path.join(SHARED_TOOLS, "deterministic_init.py"),
+                       "m2f_deterministic_init", register=True)
+    return tool.deterministic_init_(module)

@@ -10,7 +10,6 @@ object-mask threshold), so a score near a threshold may flip under bf16 rounding
 """
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +18,8 @@ from PIL import Image
 
 from detectron2.modeling import build_model
 
-from model_helpers import SHARED, SHARED_TOOLS, make_cfg
+from model_helpers import SHARED, make_cfg
+from script_loading import deterministic_init_
 
 IMAGE = os.path.join(SHARED, "data", "coco_panoptic_sample", "input_images", "000000439180.jpg")
 REL_TOL = 5e-2
@@ -33,11 +33,6 @@ def rel_err(a, b):
 
 @pytest.fixture(scope="module")
 def runs():
-    sys.path.insert(0, SHARED_TOOLS)
-    try:
-        from deterministic_init import deterministic_init_
-    finally:
-        sys.path.remove(SHARED_TOOLS)
     cfg = make_cfg("coco/panoptic/r50.yaml", "MODEL.MASK_FORMER.TEST.SEMANTIC_ON", "True")
     model = deterministic_init_(build_model(cfg).eval())
     img = Image.open(IMAGE).convert("RGB").resize((96, 64), Image.BILINEAR)

@@ -11,7 +11,6 @@ panoptic ids of 14% of the pixels and the instance classes; grouped, sem_seg dif
 """
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +19,8 @@ from PIL import Image
 
 from detectron2.modeling import build_model
 
-from model_helpers import SHARED, SHARED_TOOLS, make_cfg
+from model_helpers import SHARED, make_cfg
+from script_loading import deterministic_init_
 
 SAMPLES = os.path.join(SHARED, "data", "coco_panoptic_sample", "input_images")
 # (sample, height, width): two sizes in one batch, plus a second image of the first size so that
@@ -30,11 +30,6 @@ INPUTS = [("000000142238.jpg", 64, 96), ("000000439180.jpg", 96, 64), ("00000043
 
 @pytest.fixture(scope="module")
 def model():
-    sys.path.insert(0, SHARED_TOOLS)
-    try:
-        from deterministic_init import deterministic_init_
-    finally:
-        sys.path.remove(SHARED_TOOLS)
     cfg = make_cfg(
         "coco/panoptic/r50.yaml",
         "MODEL.MASK_FORMER.TEST.SEMANTIC_ON", "True",

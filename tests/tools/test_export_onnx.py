@@ -3,12 +3,11 @@ via its "pytorch" backend) exported at a fixed size runs in onnxruntime on CPU a
 same pred_logits / pred_masks as PyTorch."""
 
 import os
-import sys
 
 import pytest
 import torch
 
-from script_loading import load_script
+from script_loading import deterministic_init_, load_script
 
 from detectron2.config import get_cfg
 
@@ -22,14 +21,6 @@ SMALL_CONFIG = os.path.join(ROOT, "tests", "modeling", "backbone", "small_swin_m
 def _load_tool():
     return load_script("tools/export_onnx.py", "export_onnx")
 
-
-def _deterministic_init(module):
-    sys.path.insert(0, os.path.join(ROOT, "..", "shared", "tools"))
-    try:
-        from deterministic_init import deterministic_init_
-    finally:
-        sys.path.pop(0)
-    return deterministic_init_(module)
 
 
 def small_swin_cfg():
@@ -47,7 +38,7 @@ def test_onnxruntime_matches_pytorch(tmp_path):
     net = tool.build_inference_network(small_swin_cfg())
     # weights of ../shared/tools/deterministic_init.py: unlike the default init, every
     # deformable-attention offset and weight is non-trivial
-    _deterministic_init(net)
+    deterministic_init_(net)
     deform = [m for m in net.modules() if isinstance(m, MSDeformAttn)]
     assert deform and all(m.backend == "pytorch" for m in deform)
 

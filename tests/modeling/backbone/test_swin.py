@@ -4,7 +4,6 @@ the original implementation, odd input sizes, and the pieces SPEC §4 pins down.
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from detectron2.modeling import build_backbone
 from detectron2.structures import ImageList
 
 from mask2former import add_maskformer2_config
+from script_loading import deterministic_init_
 from mask2former.modeling.backbone.swin import (
     D2SwinTransformer,
     PatchMerging,
@@ -72,14 +72,6 @@ def test_state_dict_matches_released_checkpoint(swin_cfg, holder, variant, listi
     assert wrong == {}
 
 
-def _deterministic_init(model):
-    sys.path.insert(0, os.path.join(SHARED, "tools"))
-    try:
-        from deterministic_init import deterministic_init_
-    finally:
-        sys.path.pop(0)
-    return deterministic_init_(model)
-
 
 def _rel_err(a, b):
     a, b = a.double(), b.double()
@@ -90,7 +82,7 @@ def test_parity_with_original_swin_t(swin_cfg, holder):
     """res2..res5 of the original implementation (fixture) for the same weights and image,
     with the input built exactly as ../shared/tools/parity_check.py builds it."""
     cfg = swin_cfg("swin_t")
-    model = _deterministic_init(holder(build_backbone(cfg)).eval())
+    model = deterministic_init_(holder(build_backbone(cfg)).eval())
     ref = torch.load(FIXTURE, map_location="cpu", weights_only=False)["backbone"]
 
     img = np.asarray(Image.open(IMAGE).convert("RGB"))

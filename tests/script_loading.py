@@ -23,7 +23,11 @@ def load_script(path: str, module_name: str, *, register: bool = False):
     module = importlib.util.module_from_spec(spec)
     if register:
         sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)  # no half-initialised module for later calls
+        raise
     return module
 
 

@@ -61,7 +61,7 @@ from mask2former.engine import (
 )
 from mask2former.evaluation import InstanceSegEvaluator
 from mask2former.solver import build_lr_scheduler, build_optimizer
-from mask2former.test_time_augmentation import SemanticSegmentorWithTTA
+from mask2former.modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from mask2former.utils.allocator import cpu_caching_allocator
 from mask2former.utils.sample_loading import RobustDatasetMapper
 

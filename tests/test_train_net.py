@@ -35,7 +35,7 @@ from mask2former.solver import (  # noqa: E402
     build_lr_scheduler,
     build_optimizer,
 )
-from mask2former.test_time_augmentation import SemanticSegmentorWithTTA  # noqa: E402
+from mask2former.modeling.test_time_augmentation import SemanticSegmentorWithTTA  # noqa: E402
 
 # A tiny Mask2Former (R18-like backbone, 32-d head, 8 queries, 3 decoder layers) on 64x64
 # synthetic COCO-panoptic data; deterministic mapper (no scale jitter, no flip), FrozenBN so

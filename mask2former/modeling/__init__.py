@@ -6,12 +6,10 @@ MultiScaleMaskedTransformerDecoder, StandardTransformerDecoder. META_ARCH_REGIST
 """
 
 from .backbone.swin import D2SwinTransformer  # noqa: F401
-from .meta_arch.mask_former_head import MaskFormerHead  # noqa: F401
+from .meta_arch import MaskFormer, MaskFormerHead  # noqa: F401
 from .pixel_decoder.fpn import BasePixelDecoder  # noqa: F401
 from .pixel_decoder.msdeformattn import MSDeformAttnPixelDecoder  # noqa: F401
 from .transformer_decoder import (  # noqa: F401
     MultiScaleMaskedTransformerDecoder,
     StandardTransformerDecoder,
 )
-
-from ..maskformer_model import MaskFormer  # noqa: F401,E402  (after the parts it builds)

@@ -1,3 +1,4 @@
-"""The ``MaskFormerHead`` semantic-segmentation head (registered in SEM_SEG_HEADS_REGISTRY)."""
+"""Meta-architectures (META_ARCH_REGISTRY) and the MaskFormer head (SEM_SEG_HEADS_REGISTRY)."""
 
 from .mask_former_head import MaskFormerHead  # noqa: F401
+from .maskformer_model import MaskFormer  # noqa: F401

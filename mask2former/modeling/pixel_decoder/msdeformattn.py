@@ -17,8 +17,8 @@ from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
 from ...layers import MSDeformAttn
-from ..transformer_decoder.blocks import feed_forward_residual, get_activation_fn, with_pos_embed
-from ..transformer_decoder.position_encoding import PositionEmbeddingSine
+from ...layers.transformer import feed_forward_residual, get_activation_fn, with_pos_embed
+from ...layers.position_encoding import PositionEmbeddingSine
 from .fpn import fpn_top_down, make_fpn_convs
 
 __all__ = [

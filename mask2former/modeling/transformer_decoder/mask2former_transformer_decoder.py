@@ -10,9 +10,9 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import Conv2d
 
-from .blocks import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from ...layers.transformer import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from .build import TRANSFORMER_DECODER_REGISTRY
-from .position_encoding import PositionEmbeddingSine
+from ...layers.position_encoding import PositionEmbeddingSine
 
 __all__ = [
     "MultiScaleMaskedTransformerDecoder",

@@ -12,10 +12,10 @@ from torch import nn
 
 from detectron2.config import configurable
 
-from .blocks import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from ...layers.transformer import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from .build import TRANSFORMER_DECODER_REGISTRY
 from .mask2former_transformer_decoder import aux_outputs, make_input_proj, predict_from_queries
-from .position_encoding import PositionEmbeddingSine
+from ...layers.position_encoding import PositionEmbeddingSine
 
 __all__ = ["StandardTransformerDecoder"]
 

@@ -13,9 +13,9 @@ from detectron2.modeling.backbone import Backbone
 from detectron2.structures import BitMasks, ImageList
 from detectron2.utils.memory import retry_if_cuda_oom
 
-from .modeling.criterion import SetCriterion
-from .modeling.matcher import HungarianMatcher
-from .modeling.postprocessing import (
+from ..criterion import SetCriterion
+from ..matcher import HungarianMatcher
+from ..postprocessing import (
     crop_and_resize,
     instance_inference,
     panoptic_inference,

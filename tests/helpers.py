@@ -1,0 +1,103 @@
+"""The one helper module of the test suite: repository paths, configs, samples, scripts.
+
+``tests/`` is on ``sys.path`` (pytest's rootdir conftest), so every test imports it as
+``from helpers import ...``. Nothing here reads outside the repository: the real COCO sample,
+the reference fixtures and the original models' state_dict listings are copied into it
+(``datasets/samples/``, ``tests/fixtures/``; their READMEs say where they came from).
+"""
+
+import functools
+import importlib.util
+import json
+import os
+import sys
+
+import torch
+
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+from mask2former import add_maskformer2_config
+from mask2former.utils.testing import deterministic_init_  # noqa: F401  (re-exported)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, "configs")
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
+STATE_DICT_DIR = os.path.join(FIXTURES, "state_dict")
+# Two real COCO val2017 images with panoptic ground truth (datasets/samples/README.md)
+COCO_SAMPLE = os.path.join(REPO, "datasets", "samples", "coco_panoptic_sample")
+COCO_IMAGES = os.path.join(COCO_SAMPLE, "input_images")
+COCO_IMAGE_FILES = sorted(
+    os.path.join(COCO_IMAGES, f) for f in os.listdir(COCO_IMAGES) if f.endswith(".jpg"))
+
+
+def repo_path(*parts: str) -> str:
+    """Absolute path of a file of the repository."""
+    return os.path.join(REPO, *parts)
+
+
+def config_path(rel: str) -> str:
+    """Absolute path of ``configs/<rel>`` (``rel`` may also be absolute)."""
+    return rel if os.path.isabs(rel) else os.path.join(CONFIGS, rel)
+
+
+def all_config_files():
+    """Every model config (paths relative to configs/) except base files and configs/quickstart."""
+    out = []
+    for root, _, files in os.walk(CONFIGS):
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), CONFIGS)
+            if f.endswith(".yaml") and not f.startswith("Base-") and not rel.startswith("quickstart"):
+                out.append(rel)
+    return sorted(out)
+
+
+def make_cfg(rel=None, *opts, device="cpu"):
+    """A config with the Mask2Former keys, ``configs/<rel>`` merged (if given), then ``opts``;
+    MODEL.DEVICE is ``device``."""
+    cfg = get_cfg()
+    add_maskformer2_config(cfg)
+    if rel is not None:
+        cfg.merge_from_file(config_path(rel))
+    cfg.merge_from_list(["MODEL.DEVICE", device, *opts])
+    return cfg
+
+
+@functools.lru_cache(maxsize=None)
+def cached_model(rel, *opts):
+    """``build_model(make_cfg(rel, *opts))`` in eval mode, built once per session (do not mutate)."""
+    torch.manual_seed(0)
+    return build_model(make_cfg(rel, *opts)).eval()
+
+
+def build_on_meta(rel, *opts):
+    """Build the model of a config on the meta device: the layout without allocating weights."""
+    cfg = make_cfg(rel, *opts, device="meta")
+    with torch.device("meta"):
+        return build_model(cfg)
+
+
+def load_listing(name: str) -> dict:
+    """The original model's state_dict listing ``tests/fixtures/state_dict/<name>.json``:
+    {"official_config", "num_tensors", "num_params", "state_dict": {key: [shape, dtype]}}."""
+    with open(os.path.join(STATE_DICT_DIR, f"{name}.json")) as f:
+        return json.load(f)
+
+
+def load_script(path: str, module_name: str, *, register: bool = False):
+    """Execute the script at ``path`` (absolute, or relative to the repository root) as module
+    ``module_name``; scripts are not packages (some have dashes in their names), tests call their
+    functions directly. With ``register`` the module is kept in ``sys.modules`` and reused by later
+    calls (for scripts whose objects are pickled or imported by name)."""
+    if register and module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, os.path.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)  # no half-initialised module for later calls
+        raise
+    return module

@@ -101,3 +101,9 @@ def load_script(path: str, module_name: str, *, register: bool = False):
         sys.modules.pop(module_name, None)  # no half-initialised module for later calls
         raise
     return module
+
+
+def parity_tool():
+    """``tools/parity_check.py`` as a module: ``run(fixture, config, image=None, *, model=None)``
+    -> [(name, agrees, detail)], ``build_model(fixture, config)``, ``report``, ``main``."""
+    return load_script("tools/parity_check.py", "m2f_parity_check", register=True)

@@ -84,6 +84,35 @@ def load_listing(name: str) -> dict:
         return json.load(f)
 
 
+def released_weights(name: str) -> dict:
+    """``{key: numpy array}`` for every tensor of the original model's listing ``name``
+    (``tests/fixtures/state_dict/<name>.json``), made only from that listing: floating-point
+    tensors hold ``deterministic_values(key, shape)``, integer ones zeros. Independent of this
+    project's model code."""
+    import numpy as np
+
+    from mask2former.utils.testing import deterministic_values
+
+    weights = {}
+    for key, (shape, dtype) in load_listing(name)["state_dict"].items():
+        if dtype.startswith("float"):
+            weights[key] = deterministic_values(key, shape, torch.float32).numpy().astype(dtype)
+        else:
+            weights[key] = np.zeros(shape, dtype=dtype)
+    return weights
+
+
+def write_released_checkpoint(path, weights: dict, author: str = "Mask2Former tests") -> str:
+    """Write ``weights`` ({key: numpy array}) as a released model-zoo checkpoint: a pickle of
+    ``{"model": weights, "__author__": author}`` (the format of the original's model_final_*.pkl).
+    Returns ``path`` as a string."""
+    import pickle
+
+    with open(path, "wb") as f:
+        pickle.dump({"model": weights, "__author__": author}, f)
+    return str(path)
+
+
 def load_script(path: str, module_name: str, *, register: bool = False):
     """Execute the script at ``path`` (absolute, or relative to the repository root) as module
     ``module_name``; scripts are not packages (some have dashes in their names), tests call their

@@ -8,6 +8,7 @@ Use from a Detectron2 ``DefaultTrainer`` subclass::
             install_reliability(self, cfg)
 """
 from .checkpoint import (  # noqa: F401
+    CheckpointKeysError,
     CheckpointShapeError,
     Mask2FormerCheckpointer,
     NonFiniteWeightsError,

@@ -2,7 +2,8 @@
 
 import pytest
 
-from model_helpers import LISTINGS, build_on_meta, cached_model, load_listing
+from helpers import load_listing
+from model_helpers import LISTINGS, build_on_meta, cached_model
 
 
 def _layout(model):

@@ -141,27 +141,27 @@ class _HeadRecorder:
     """
 
     def __init__(self, model, no_object_shift: float, record_backbone: bool):
-        self.head_out: Optional[Dict[str, Any]] = None
+        self.head_calls: List[Dict[str, Any]] = []
         self.features: Optional[Dict[str, torch.Tensor]] = None
         self.shift = float(no_object_shift)
         head = model.sem_seg_head
-        takes_aux = "return_aux" in inspect.signature(head.forward).parameters
+        self.head_signature = inspect.signature(head.forward)
         self.handles = [head.register_forward_hook(self._after_head)]
-        if takes_aux:
+        if "return_aux" in self.head_signature.parameters:
             self.handles.append(head.register_forward_pre_hook(self._ask_aux, with_kwargs=True))
         if record_backbone:
             self.handles.append(model.backbone.register_forward_hook(self._after_backbone))
 
-    @staticmethod
-    def _ask_aux(module, args, kwargs):
-        kwargs["return_aux"] = True
-        return args, kwargs
+    def _ask_aux(self, module, args, kwargs):
+        bound = self.head_signature.bind(*args, **kwargs)
+        bound.arguments["return_aux"] = True
+        return bound.args, bound.kwargs
 
     def _after_backbone(self, module, inputs, outputs):
         self.features = dict(outputs)
 
     def _after_head(self, module, inputs, outputs):
-        self.head_out = outputs
+        self.head_calls.append(outputs)
         pm = outputs["pred_masks"]
         changed = dict(outputs)
         changed["pred_masks"] = pm - pm.mean(dim=tuple(range(2, pm.dim())), keepdim=True)
@@ -204,11 +204,12 @@ def model_outputs(fixture: Dict[str, Any], cfg, model, image: str) -> Dict[str, 
             result = model(inputs)
     finally:
         rec.remove()
-    if rec.head_out is None:
-        raise RuntimeError("the model's sem_seg_head was not called during inference")
+    if len(rec.head_calls) != 1:
+        raise RuntimeError(f"the model's sem_seg_head ran {len(rec.head_calls)} times during one "
+                           f"inference; the parity check compares the outputs of a single call")
 
     out: Dict[str, Any] = {}
-    head = rec.head_out
+    head = rec.head_calls[0]
     out["pred_logits"] = _numpy(head["pred_logits"].float())
     out["pred_masks"] = _numpy(head["pred_masks"].float())
     aux = head.get("aux_outputs") or []

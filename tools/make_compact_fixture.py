@@ -4,8 +4,8 @@
 usage:
     python tools/make_compact_fixture.py FULL.pt -o tests/fixtures/NAME.npz [--image IMAGE]
 
-FULL.pt is a reference fixture made by the original code (e.g.
-../shared/fixtures/parity_coco_panoptic_r50.pt). The compact file keeps what
+FULL.pt is a full-size reference fixture made by the original code (e.g.
+parity_coco_panoptic_r50.pt; tests/fixtures/README.md says which). The compact file keeps what
 ``tools/parity_check.py`` compares, reduced by ``mask2former.utils.parity.reduce_fixture`` (the
 same function the check applies to this project's outputs), in a compressed ``.npz`` that loads
 with numpy alone (no pickle). IMAGE is the image the fixture was made from (default: the COCO

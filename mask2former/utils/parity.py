@@ -253,8 +253,8 @@ def load_fixture(path: str) -> Dict[str, Any]:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"parity fixture {path!r} does not exist (compact fixtures are in tests/fixtures/, "
-            f"the full ones beside the repository in ../shared/fixtures/)")
+            f"parity fixture {path!r} does not exist (the compact fixtures are in "
+            f"tests/fixtures/; the full-size ones are not part of the repository)")
     if path.endswith(".npz"):
         with np.load(path, allow_pickle=False) as z:
             if "meta" not in z.files:

@@ -14,7 +14,9 @@ from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES
 from mask2former.data.datasets import DatasetNotFoundError, register_all, register_dataset
 from mask2former.data.datasets.testing import registered_at, unregister
 
-COCO_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared/data/coco_panoptic_sample"
+import helpers
+
+COCO_SAMPLE = Path(helpers.COCO_SAMPLE)
 
 OURS = {
     # name: (evaluator_type, #stuff_classes, #thing_classes, ignore_label)

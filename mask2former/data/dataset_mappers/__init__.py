@@ -1,4 +1,5 @@
-"""Training dataset mappers, selected by cfg.INPUT.DATASET_MAPPER_NAME (SPEC §7).
+"""Dataset mappers: training mappers selected by cfg.INPUT.DATASET_MAPPER_NAME (SPEC §7), and
+the robust test-time mapper.
 
 ``build_dataset_mapper(cfg)`` returns the mapper for the configured name; new mappers can be
 added with ``register_dataset_mapper(name)``.
@@ -12,6 +13,7 @@ from .color_augmentation import ColorAugSSD, ColorAugSSDTransform
 from .mask_former_instance_dataset_mapper import MaskFormerInstanceDatasetMapper
 from .mask_former_panoptic_dataset_mapper import MaskFormerPanopticDatasetMapper
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
+from .test_dataset_mapper import UNREADABLE_KEY, RobustTestMapper
 
 __all__ = [
     "COCOInstanceNewBaselineDatasetMapper",
@@ -21,6 +23,8 @@ __all__ = [
     "MaskFormerInstanceDatasetMapper",
     "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
+    "RobustTestMapper",
+    "UNREADABLE_KEY",
     "DATASET_MAPPERS",
     "register_dataset_mapper",
     "build_dataset_mapper",

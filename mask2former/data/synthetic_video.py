@@ -193,8 +193,9 @@ def write_ytvis_split(
         names = []
         for t, frame in enumerate(video["frames"]):
             names.append(f"{video['name']}/{5 * t:05d}.jpg")  # YouTube-VIS: every 5th frame
-            Image.fromarray(frame).save(os.path.join(out_dir, folder, "JPEGImages", names[-1]),
-                                        quality=95)
+            Image.fromarray(frame).save(
+                os.path.join(out_dir, folder, "JPEGImages", names[-1]), quality=95
+            )
         h, w = video["frames"][0].shape[:2]
         vid_entries.append(
             {"id": vid_id, "width": w, "height": h, "length": len(names), "file_names": names}
@@ -207,8 +208,9 @@ def write_ytvis_split(
                     continue
                 ys, xs = np.nonzero(m)
                 segs.append(mask_to_rle(m, rle_format == "compressed"))
-                boxes.append([int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1,
-                              int(np.ptp(ys)) + 1])
+                boxes.append(
+                    [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1]
+                )
                 areas.append(int(len(ys)))
             anns.append(
                 {
@@ -271,8 +273,9 @@ def generate_synthetic_ytvis(
             length = int(rng.integers(min_frames, max_frames + 1))
             frames, tracks = render_clip(rng, length, height, width)
             videos.append({"name": f"{split}{i:05d}", "frames": frames, "tracks": tracks})
-        write_ytvis_split(out_dir, folder, videos, SYNTHETIC_YTVIS_CATEGORIES,
-                          rle_format=rle_format, info=info)
+        write_ytvis_split(
+            out_dir, folder, videos, SYNTHETIC_YTVIS_CATEGORIES, rle_format=rle_format, info=info
+        )
     return out_dir
 
 

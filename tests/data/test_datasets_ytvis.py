@@ -56,7 +56,8 @@ POLY = [[4.0, 1.0, 7.0, 1.0, 7.0, 4.0, 4.0, 4.0]]  # a 3x3 square
 
 
 def _write(tmp_path, **overrides):
-    """ytvis/{train.json, train/JPEGImages/vid{1,2}/0000{0,5,10}.jpg}; returns (json, image_root)."""
+    """ytvis/train.json + ytvis/train/JPEGImages/vid{A,B}/{00000,00005,00010}.jpg;
+    returns (json, image_root)."""
     d = tmp_path / "ytvis"
     image_root = d / "train" / "JPEGImages"
     videos = []
@@ -154,7 +155,8 @@ def test_unannotated_split_has_no_annotations_key(tmp_path):
         ({"videos": None}, "not a YouTube-VIS annotation file"),
         ({"videos": []}, "no videos"),
         (
-            {"annotations": [{"id": 1, "video_id": 1, "category_id": 5, "segmentations": [None] * 3}]},
+            {"annotations": [{"id": 1, "video_id": 1, "category_id": 5,
+                              "segmentations": [None] * 3}]},
             "category id 5",
         ),
         (

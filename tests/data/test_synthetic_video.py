@@ -28,8 +28,9 @@ SIZE = dict(height=64, width=96)
 @pytest.fixture(scope="module")
 def syn(tmp_path_factory):
     root = tmp_path_factory.mktemp("synv")
-    generate_synthetic_ytvis(str(root), num_train=10, num_val=3, seed=2, min_frames=5,
-                             max_frames=8, **SIZE)
+    generate_synthetic_ytvis(
+        str(root), num_train=10, num_val=3, seed=2, min_frames=5, max_frames=8, **SIZE
+    )
     return root / "synthetic_ytvis"
 
 
@@ -124,8 +125,9 @@ def test_deterministic_from_seed(tmp_path):
     assert files == _all_files(b) and "train.json" in files and "valid.json" in files
     _, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
     assert not mismatch and not errors
-    assert not filecmp.cmp(os.path.join(a, "train.json"), os.path.join(c, "train.json"),
-                           shallow=False)
+    assert not filecmp.cmp(
+        os.path.join(a, "train.json"), os.path.join(c, "train.json"), shallow=False
+    )
 
 
 def test_rle_encodings_round_trip():
@@ -140,11 +142,31 @@ def test_rle_encodings_round_trip():
 
 
 def test_cli_compressed(tmp_path):
-    out = main(["--root", str(tmp_path), "--num-train", "1", "--num-val", "0", "--height", "40",
-                "--width", "48", "--min-frames", "2", "--max-frames", "2", "--rle", "compressed"])
+    out = main(
+        [
+            "--root",
+            str(tmp_path),
+            "--num-train",
+            "1",
+            "--num-val",
+            "0",
+            "--height",
+            "40",
+            "--width",
+            "48",
+            "--min-frames",
+            "2",
+            "--max-frames",
+            "2",
+            "--rle",
+            "compressed",
+        ]
+    )
     data = json.loads((tmp_path / "synthetic_ytvis" / "train.json").read_text())
-    assert out == str(tmp_path / "synthetic_ytvis") and not (tmp_path / "synthetic_ytvis" /
-                                                           "valid.json").exists()
+    assert (
+        out == str(tmp_path / "synthetic_ytvis")
+        and not (tmp_path / "synthetic_ytvis" / "valid.json").exists()
+    )
     segs = [s for a in data["annotations"] for s in a["segmentations"] if s is not None]
     assert segs and all(isinstance(s["counts"], str) for s in segs)
 

@@ -99,7 +99,9 @@ def _category_map(data: Dict, json_file: str, dataset_name: Optional[str], what:
     ids = sorted(json_cats)
     id_map = {k: i for i, k in enumerate(ids)}
     if meta is not None and ids:
-        meta.set(thing_classes=[json_cats[k] for k in ids], thing_dataset_id_to_contiguous_id=id_map)
+        meta.set(
+            thing_classes=[json_cats[k] for k in ids], thing_dataset_id_to_contiguous_id=id_map
+        )
     return id_map
 
 
@@ -132,8 +134,10 @@ def _frame_segmentation(segm, height: int, width: int, where: str):
 
 
 def _bbox_of(segm, height: int, width: int) -> List[float]:
-    rle = segm if isinstance(segm, dict) else mask_util.merge(
-        mask_util.frPyObjects(segm, height, width)
+    rle = (
+        segm
+        if isinstance(segm, dict)
+        else mask_util.merge(mask_util.frPyObjects(segm, height, width))
     )
     return [float(v) for v in mask_util.toBbox(rle)]
 

@@ -13,6 +13,7 @@ from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES
 
 from mask2former.data.datasets import DatasetNotFoundError, register_all, register_dataset
 from mask2former.data.datasets.testing import registered_at, unregister
+from mask2former.data.datasets.ytvis import YTVIS_SPLITS
 
 import helpers
 
@@ -134,6 +135,7 @@ ALL_SPLITS = [
     "mapillary_vistas_sem_seg_val",
     "mapillary_vistas_panoptic_train",
     "mapillary_vistas_panoptic_val",
+    *sorted(YTVIS_SPLITS),  # video (SPEC §9)
 ]
 
 

@@ -7,6 +7,7 @@ plain greedy matcher and COCO's 101-point interpolated precision (no COCOeval).
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import zipfile
@@ -367,6 +368,9 @@ def random_prediction_set(seed=3):
             dts.append({"video": video, "cat": int(rng.choice(cats)), "frames": moving_box(
                 int(rng.integers(0, h - sh)), int(rng.integers(0, w - sw)), sh, sw,
                 rng.random(t) > 0.2)})
+    for d in dts:  # a model writes empty masks where a track is absent: some of those too
+        d["frames"] = [np.zeros((h, w), bool) if m is None and rng.random() < 0.5 else m
+                       for m in d["frames"]]
     scores = rng.permutation(len(dts)) / len(dts) + 0.01  # distinct scores
     for d, s in zip(dts, scores):
         d["score"] = float(s)
@@ -390,3 +394,241 @@ def test_ap_matches_independent_implementation():
     assert all(0 < expected[k] < 100 for k in expected), expected  # a non-trivial case
     for name in METRIC_NAMES:
         assert metrics[name] == pytest.approx(expected[name], abs=1e-6), name
+
+
+# --------------------------------------------------------------------------------------------
+# the Detectron2 evaluator
+# --------------------------------------------------------------------------------------------
+DATASET_ID_TO_CONTIGUOUS = {1: 2, 2: 0, 3: 1, 4: 3}  # deliberately not the identity
+
+
+@pytest.fixture
+def registered_ytvis(tmp_path):
+    """register(name, gt_dict) -> registers a tiny video dataset whose metadata has the
+    YouTube-VIS JSON and the id map (as the YouTube-VIS registration does)."""
+    names = []
+
+    def register(name, gt):
+        json_file = write_json(tmp_path / f"{name}.json", gt)
+        records = [
+            {"video_id": v["id"], "length": v["length"], "height": v["height"],
+             "width": v["width"], "file_names": v["file_names"]}
+            for v in gt["videos"]
+        ]
+        unregister(name)
+        DatasetCatalog.register(name, lambda: records)
+        MetadataCatalog.get(name).set(
+            json_file=json_file,
+            thing_dataset_id_to_contiguous_id=DATASET_ID_TO_CONTIGUOUS,
+            thing_classes=[c["name"] for c in gt["categories"]],
+            evaluator_type="ytvis",
+        )
+        names.append(name)
+        return name
+
+    yield register
+    for name in names:
+        unregister(name)
+
+
+class GroundTruthVideoModel(torch.nn.Module):
+    """A fake video model whose outputs are the ground-truth tracks of each clip (score 1)."""
+
+    def __init__(self, gt):
+        super().__init__()
+        self.gt = gt
+        self.calls = 0
+
+    def forward(self, batched_inputs):
+        self.calls += 1
+        outputs = []
+        for clip in batched_inputs:
+            t, h, w = clip["length"], clip["height"], clip["width"]
+            anns = [a for a in self.gt["annotations"] if a["video_id"] == clip["video_id"]]
+            masks = torch.zeros((len(anns), t, h, w), dtype=torch.bool)
+            for i, a in enumerate(anns):
+                for f, seg in enumerate(a["segmentations"]):
+                    m = decode_segmentation(seg, h, w)
+                    if m is not None:
+                        masks[i, f] = torch.from_numpy(m)
+            outputs.append({
+                "image_size": (h, w),
+                "pred_scores": torch.ones(len(anns)),
+                "pred_labels": torch.tensor(
+                    [DATASET_ID_TO_CONTIGUOUS[a["category_id"]] for a in anns], dtype=torch.int64),
+                "pred_masks": masks,
+            })
+        return outputs
+
+
+def run_inference(name, gt, output_dir):
+    loader = [[record] for record in DatasetCatalog.get(name)]  # batches of one clip
+    model = GroundTruthVideoModel(gt)
+    results = inference_on_dataset(model, loader, YTVISEvaluator(name, output_dir=str(output_dir)))
+    assert model.calls == len(loader)
+    return results
+
+
+def test_evaluator_in_inference_on_dataset(registered_ytvis, tmp_path):
+    gt = sized_videos()
+    name = registered_ytvis("ytvis_eval_test_sized", gt)
+    results = run_inference(name, gt, tmp_path / "out")
+    assert list(results) == ["segm"]
+    segm = results["segm"]
+    for metric in METRIC_NAMES[:-2] + ("AR10",):
+        assert segm[metric] == pytest.approx(100.0), metric
+    assert segm["AP-class1"] == pytest.approx(100.0) and np.isnan(segm["AP-class4"])
+
+    # results.json: the benchmark format with dataset category ids and str RLE counts
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(written) == len(gt["annotations"])
+    lengths = {v["id"]: v["length"] for v in gt["videos"]}
+    for r in written:
+        assert set(r) == {"video_id", "score", "category_id", "segmentations"}
+        assert r["category_id"] in {1, 2, 3}
+        assert len(r["segmentations"]) == lengths[r["video_id"]]
+        assert all(isinstance(s["counts"], str) for s in r["segmentations"])
+    # results.zip holds the same results.json at its root, and scores the same
+    with zipfile.ZipFile(tmp_path / "out" / "results.zip") as z:
+        assert z.namelist() == ["results.json"]
+        assert json.loads(z.read("results.json")) == written
+    rescored = score(gt, load_results(str(tmp_path / "out" / "results.zip")))
+    assert rescored == {k: segm[k] for k in METRIC_NAMES}
+
+
+def test_evaluator_partial_predictions_round_trip(registered_ytvis, tmp_path):
+    """The hand-built predictions through process()/evaluate() give the hand-computed AP."""
+    gt, results, expected = hand_built()
+    name = registered_ytvis("ytvis_eval_test_hand", gt)
+    evaluator = YTVISEvaluator(name, distributed=False, output_dir=str(tmp_path))
+    evaluator.reset()
+    for record in DatasetCatalog.get(name):
+        mine = [r for r in results if r["video_id"] == record["video_id"]]
+        t, h, w = record["length"], record["height"], record["width"]
+        masks = np.zeros((len(mine), t, h, w), bool)
+        for i, r in enumerate(mine):
+            for f, seg in enumerate(r["segmentations"]):
+                if seg is not None:
+                    masks[i, f] = mask_util.decode(seg)
+        evaluator.process([record], [{
+            "image_size": (h, w),
+            "pred_scores": [r["score"] for r in mine],
+            "pred_labels": [DATASET_ID_TO_CONTIGUOUS[r["category_id"]] for r in mine],
+            "pred_masks": list(masks),
+        }])
+    segm = evaluator.evaluate()["segm"]
+    for metric in METRIC_NAMES:
+        assert segm[metric] == pytest.approx(expected[metric], abs=1e-9), metric
+    # absent frames were written as empty masks: the written file scores the same
+    rescored = score(gt, load_results(str(tmp_path / "results.json")))
+    assert rescored == {k: segm[k] for k in METRIC_NAMES}
+
+
+def test_split_without_annotations_writes_submission_only(registered_ytvis, tmp_path, caplog):
+    gt = sized_videos()
+    del gt["annotations"]  # like valid.json / test.json of YouTube-VIS
+    name = registered_ytvis("ytvis_eval_test_noanno", gt)
+    full = sized_videos()
+    with caplog.at_level(logging.INFO, logger="mask2former.evaluation.ytvis_evaluation"):
+        results = run_inference(name, full, tmp_path / "sub")
+    assert results == {}
+    zip_path = tmp_path / "sub" / "results.zip"
+    assert (tmp_path / "sub" / "results.json").is_file() and zip_path.is_file()
+    assert str(zip_path) in caplog.text and "benchmark server" in caplog.text
+    # the submission scores 100 against the (here known) annotations
+    assert score(full, load_results(str(zip_path)))["AP"] == pytest.approx(100.0)
+
+
+def test_evaluator_clear_errors(registered_ytvis):
+    gt, _, _ = hand_built()
+    name = registered_ytvis("ytvis_eval_test_err", gt)
+    evaluator = YTVISEvaluator(name)
+    record = DatasetCatalog.get(name)[0]  # video 1: 4 frames of 10x10
+    out = {"pred_scores": [0.5], "pred_labels": [0], "pred_masks": np.zeros((1, 3, 10, 10), bool)}
+    with pytest.raises(ValueError, match="3 frames but the video has 4"):
+        evaluator.process([record], [out])
+    out["pred_masks"] = np.zeros((1, 4, 10, 12), bool)
+    with pytest.raises(ValueError, match="resize"):
+        evaluator.process([record], [out])
+    out["pred_masks"], out["pred_labels"] = np.zeros((1, 4, 10, 10), bool), [7]
+    with pytest.raises(ValueError, match="label 7 is not a contiguous id"):
+        evaluator.process([record], [out])
+    unregister("ytvis_eval_test_nometa")
+    MetadataCatalog.get("ytvis_eval_test_nometa").set(json_file="x.json")
+    try:
+        with pytest.raises(ValueError, match="thing_dataset_id_to_contiguous_id"):
+            YTVISEvaluator("ytvis_eval_test_nometa")
+    finally:
+        unregister("ytvis_eval_test_nometa")
+
+
+# --------------------------------------------------------------------------------------------
+# the offline CLI
+# --------------------------------------------------------------------------------------------
+def test_cli_writes_metrics_with_minus_100_for_empty_ranges(tmp_path, capsys):
+    gt, results, expected = hand_built()
+    gt_file = write_json(tmp_path / "valid.json", gt)
+    res_file = write_json(tmp_path / "results.json", results)
+    out = tmp_path / "metrics" / "metrics.json"
+    assert ytvis_eval_main(["--gt", gt_file, "--results", res_file, "--output", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert list(metrics) == list(METRIC_NAMES)
+    assert metrics["APm"] == metrics["APl"] == -100  # no medium or large track
+    for name in METRIC_NAMES:
+        assert metrics[name] == pytest.approx(expected[name], abs=1e-9), name
+    printed = capsys.readouterr().out
+    assert "AP50" in printed and f"{expected['AP']:.3f}" in printed
+
+
+def test_cli_as_module(tmp_path):
+    gt, results, expected = hand_built()
+    out = tmp_path / "metrics.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mask2former.evaluation.ytvis_eval",
+         "--gt", write_json(tmp_path / "valid.json", gt),
+         "--results", write_json(tmp_path / "results.json", results), "--output", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["AP"] == pytest.approx(expected["AP"], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: {"results": r}, "must be a JSON list"),
+        (lambda r: [dict(r[0], video_id=99)] + r[1:], "video_id 99 is not a video of the ground truth"),
+        (lambda r: [dict(r[0], segmentations=r[0]["segmentations"][:3])] + r[1:],
+         "has 3 entries but video 1 has 4 frames"),
+        (lambda r: r[:1] + [dict(r[1], category_id=42)] + r[2:], r"results\[1\]: category_id 42"),
+        (lambda r: [dict(r[0], segmentations=[rle(np.ones((5, 5), bool))] * 4)],
+         r"mask size \[5, 5\] differs from the video size \[10, 10\]"),
+    ],
+    ids=["not-a-list", "unknown-video", "wrong-length", "unknown-category", "wrong-size"],
+)
+def test_cli_clear_errors(tmp_path, capsys, mutate, message):
+    gt, results, _ = hand_built()
+    gt_file = write_json(tmp_path / "valid.json", gt)
+    res_file = write_json(tmp_path / "results.json", mutate(results))
+    out = tmp_path / "metrics.json"
+    assert ytvis_eval_main(["--gt", gt_file, "--results", res_file, "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ytvis_eval: error:")
+    assert re.search(message, err), err
+    assert not out.exists()
+    with pytest.raises(ValueError, match=message):  # the same from the Python API
+        YTVIS(gt).loadRes(mutate(results))
+
+
+def test_cli_missing_files_and_unannotated_gt(tmp_path, capsys):
+    gt, results, _ = hand_built()
+    res_file = write_json(tmp_path / "results.json", results)
+    assert ytvis_eval_main(["--gt", str(tmp_path / "nope.json"), "--results", res_file]) == 1
+    assert "annotation file not found" in capsys.readouterr().err
+    del gt["annotations"]
+    gt_file = write_json(tmp_path / "test.json", gt)
+    assert ytvis_eval_main(["--gt", gt_file, "--results", res_file]) == 1
+    assert "benchmark server" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{not json")
+    assert ytvis_eval_main(["--gt", str(tmp_path / "bad.json"), "--results", res_file]) == 1
+    assert "not valid JSON" in capsys.readouterr().err

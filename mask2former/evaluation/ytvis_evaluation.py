@@ -207,8 +207,10 @@ class YTVIS(COCO):
 
     @staticmethod
     def _normalise(dataset, source: str) -> dict:
-        if not isinstance(dataset, dict) or not isinstance(dataset.get("videos"), list) or not (
-            isinstance(dataset.get("categories"), list)
+        if (
+            not isinstance(dataset, dict)
+            or not isinstance(dataset.get("videos"), list)
+            or not (isinstance(dataset.get("categories"), list))
         ):
             raise ValueError(
                 f"{source}: expected a JSON object with lists 'videos' and 'categories' (and "
@@ -282,7 +284,9 @@ class YTVIS(COCO):
             where = f"results[{i}]"
             if not isinstance(r, dict):
                 raise ValueError(f"{where}: expected an object, got {type(r).__name__}")
-            missing = [k for k in ("video_id", "score", "category_id", "segmentations") if k not in r]
+            missing = [
+                k for k in ("video_id", "score", "category_id", "segmentations") if k not in r
+            ]
             if missing:
                 raise ValueError(f"{where}: missing {missing}")
             if r["video_id"] not in self.imgs:
@@ -296,19 +300,25 @@ class YTVIS(COCO):
                     f"truth (ids {sorted(self.cats)}); results use the dataset's category ids"
                 )
             score = r["score"]
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            if (
+                isinstance(score, bool)
+                or not isinstance(score, (int, float))
+                or not math.isfinite(score)
+            ):
                 raise ValueError(f"{where}: score must be a finite number, got {score!r}")
             rles = _track_rles(r["segmentations"], self.imgs[r["video_id"]], where)
-            anns.append({
-                "id": i + 1,
-                "video_id": r["video_id"],
-                "image_id": r["video_id"],
-                "category_id": r["category_id"],
-                "score": float(score),
-                "segmentations": rles,
-                "iscrowd": 0,
-                "area": _mean_nonempty_area(rles),
-            })
+            anns.append(
+                {
+                    "id": i + 1,
+                    "video_id": r["video_id"],
+                    "image_id": r["video_id"],
+                    "category_id": r["category_id"],
+                    "score": float(score),
+                    "segmentations": rles,
+                    "iscrowd": 0,
+                    "area": _mean_nonempty_area(rles),
+                }
+            )
         res = YTVIS()
         res.dataset = {
             "videos": self.dataset["videos"],
@@ -366,9 +376,7 @@ def evaluate_ytvis(gt: YTVIS, dt: YTVIS) -> Tuple["OrderedDict[str, float]", Dic
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    metrics = OrderedDict(
-        (name, float(ev.stats[i] * 100)) for i, name in enumerate(METRIC_NAMES)
-    )
+    metrics = OrderedDict((name, float(ev.stats[i] * 100)) for i, name in enumerate(METRIC_NAMES))
     precision = ev.eval["precision"]  # [T, R, K, A, M]
     per_category = {}
     for k, cat_id in enumerate(ev.params.catIds):
@@ -456,7 +464,9 @@ def video_outputs_to_results(
     for score, label, mask in zip(scores, labels, masks):
         mask = _as_numpy(mask).astype(bool)
         if mask.ndim != 3:
-            raise ValueError(f"video {video_id}: a predicted mask has shape {mask.shape}, not (T, H, W)")
+            raise ValueError(
+                f"video {video_id}: a predicted mask has shape {mask.shape}, not (T, H, W)"
+            )
         if length is not None and mask.shape[0] != length:
             raise ValueError(
                 f"video {video_id}: the model returned masks for {mask.shape[0]} frames but the "
@@ -475,12 +485,14 @@ def video_outputs_to_results(
         rles = mask_util.encode(np.asfortranarray(mask.transpose(1, 2, 0).astype(np.uint8)))
         for rle in rles:
             rle["counts"] = rle["counts"].decode("ascii")
-        results.append({
-            "video_id": video_id,
-            "score": float(score),
-            "category_id": int(contiguous_to_dataset_id[int(label)]),
-            "segmentations": list(rles),
-        })
+        results.append(
+            {
+                "video_id": video_id,
+                "score": float(score),
+                "category_id": int(contiguous_to_dataset_id[int(label)]),
+                "segmentations": list(rles),
+            }
+        )
     return results
 
 
@@ -502,7 +514,9 @@ class YTVISEvaluator(DatasetEvaluator):
     ``thing_dataset_id_to_contiguous_id``.
     """
 
-    def __init__(self, dataset_name: str, distributed: bool = True, output_dir: Optional[str] = None):
+    def __init__(
+        self, dataset_name: str, distributed: bool = True, output_dir: Optional[str] = None
+    ):
         meta = MetadataCatalog.get(dataset_name)
         missing = [
             k for k in ("json_file", "thing_dataset_id_to_contiguous_id") if not hasattr(meta, k)
@@ -548,27 +562,35 @@ class YTVISEvaluator(DatasetEvaluator):
             paths = write_results(predictions, self._output_dir)
             logger.info(
                 "%s: wrote %d predicted tracks of %d videos to %s and %s",
-                self._dataset_name, len(predictions), len(set(video_ids)), *paths,
+                self._dataset_name,
+                len(predictions),
+                len(set(video_ids)),
+                *paths,
             )
         if not self._gt.has_annotations:
             if paths is None:
                 logger.warning(
                     "%s has no public ground truth and no output_dir was given: the predictions "
                     "were not saved. Pass output_dir to write results.json / results.zip for "
-                    "the YouTube-VIS benchmark server.", self._dataset_name,
+                    "the YouTube-VIS benchmark server.",
+                    self._dataset_name,
                 )
             else:
                 logger.info(
                     "%s has no public ground truth: submit %s to the YouTube-VIS benchmark "
                     "server (CodaLab), which scores it; no metrics are computed here.",
-                    self._dataset_name, paths[1],
+                    self._dataset_name,
+                    paths[1],
                 )
             return OrderedDict()
         not_seen = set(self._gt.imgs) - set(video_ids)
         if not_seen:
             logger.warning(
                 "%s: %d of %d ground-truth videos were not evaluated (e.g. %s); their tracks "
-                "count as missed.", self._dataset_name, len(not_seen), len(self._gt.imgs),
+                "count as missed.",
+                self._dataset_name,
+                len(not_seen),
+                len(self._gt.imgs),
                 sorted(not_seen)[:5],
             )
         metrics, per_category, summary = evaluate_ytvis(self._gt, self._gt.loadRes(predictions))

@@ -62,8 +62,13 @@ def ytvis_json(videos, tracks, categories):
     """videos: {id: (T, H, W)}; tracks: [(video_id, category_id, segmentations)]."""
     return {
         "videos": [
-            {"id": v, "length": t, "height": h, "width": w,
-             "file_names": [f"v{v}/{i:05d}.jpg" for i in range(t)]}
+            {
+                "id": v,
+                "length": t,
+                "height": h,
+                "width": w,
+                "file_names": [f"v{v}/{i:05d}.jpg" for i in range(t)],
+            }
             for v, (t, h, w) in videos.items()
         ],
         "categories": [{"id": c, "name": f"class{c}"} for c in categories],
@@ -147,7 +152,7 @@ def reference_eval(gts, dts, categories, area, max_det, thresholds=THRESHOLDS):
             q = []
             for r in RECALLS:
                 reached = np.nonzero(recall >= r)[0]
-                q.append(precision[reached[0]:].max() if len(reached) else 0.0)
+                q.append(precision[reached[0] :].max() if len(reached) else 0.0)
             aps.append(np.mean(q))
     if not aps:
         return -1.0, -1.0
@@ -208,8 +213,16 @@ def hand_built():
         for v, c, s, f in dts
     ]
     ap = ((4 + 4 * 51 / 101) / 10 + 0.4) / 2
-    expected = {"AP": ap, "AP50": 1.0, "AP75": 51 / 101 / 2, "APs": ap, "APm": -1.0,
-                "APl": -1.0, "AR1": 0.5, "AR10": 0.5}
+    expected = {
+        "AP": ap,
+        "AP50": 1.0,
+        "AP75": 51 / 101 / 2,
+        "APs": ap,
+        "APm": -1.0,
+        "APl": -1.0,
+        "AR1": 0.5,
+        "AR10": 0.5,
+    }
     return gt, results, {k: 100 * v for k, v in expected.items()}
 
 
@@ -220,9 +233,16 @@ def sized_videos():
     videos = {5: (3, h, w), 9: (2, h, w)}
 
     def moving(size, y, x, frames, step=5):
-        return [None if f is None else box(h, w, y + f * step, y + f * step + size[0],
-                                            x + f * step, x + f * step + size[1])
-                for f in frames]
+        return [
+            (
+                None
+                if f is None
+                else box(
+                    h, w, y + f * step, y + f * step + size[0], x + f * step, x + f * step + size[1]
+                )
+            )
+            for f in frames
+        ]
 
     tracks = [
         (5, 1, encode_track(moving(small, 0, 0, [0, 1, None]))),
@@ -266,9 +286,14 @@ def decode_segmentation(seg, h, w):
 def gt_as_results(gt):
     sizes = {v["id"]: (v["height"], v["width"]) for v in gt["videos"]}
     return [
-        {"video_id": a["video_id"], "category_id": a["category_id"], "score": 1.0,
-         "segmentations": encode_track(
-             [decode_segmentation(s, *sizes[a["video_id"]]) for s in a["segmentations"]])}
+        {
+            "video_id": a["video_id"],
+            "category_id": a["category_id"],
+            "score": 1.0,
+            "segmentations": encode_track(
+                [decode_segmentation(s, *sizes[a["video_id"]]) for s in a["segmentations"]]
+            ),
+        }
         for a in gt["annotations"]
     ]
 
@@ -354,30 +379,65 @@ def random_prediction_set(seed=3):
             y, x = int(rng.integers(0, h - sh)), int(rng.integers(0, w - sw))
             present = rng.random(t) > 0.2
             present[int(rng.integers(t))] = True
-            g = {"video": video, "cat": int(rng.choice(cats)), "frames": moving_box(y, x, sh, sw, present)}
+            g = {
+                "video": video,
+                "cat": int(rng.choice(cats)),
+                "frames": moving_box(y, x, sh, sw, present),
+            }
             gts.append(g)
             for _ in range(int(rng.integers(0, 4))):  # perturbed copies of the ground truth
                 jitter = rng.integers(-int(0.15 * sh), int(0.15 * sh) + 1, 2)
                 p = present.copy() if rng.random() < 0.6 else rng.random(t) > 0.3
                 cat = g["cat"] if rng.random() < 0.8 else int(rng.choice(cats))
-                dts.append({"video": video, "cat": cat, "frames": moving_box(
-                    min(max(0, y + int(jitter[0])), h - 1), min(max(0, x + int(jitter[1])), w - 1),
-                    int(sh * rng.uniform(0.85, 1.15)), int(sw * rng.uniform(0.85, 1.15)), p)})
+                dts.append(
+                    {
+                        "video": video,
+                        "cat": cat,
+                        "frames": moving_box(
+                            min(max(0, y + int(jitter[0])), h - 1),
+                            min(max(0, x + int(jitter[1])), w - 1),
+                            int(sh * rng.uniform(0.85, 1.15)),
+                            int(sw * rng.uniform(0.85, 1.15)),
+                            p,
+                        ),
+                    }
+                )
         for _ in range(int(rng.integers(1, 4))):  # spurious tracks
             sh, sw = sizes[int(rng.integers(len(sizes)))]
-            dts.append({"video": video, "cat": int(rng.choice(cats)), "frames": moving_box(
-                int(rng.integers(0, h - sh)), int(rng.integers(0, w - sw)), sh, sw,
-                rng.random(t) > 0.2)})
+            dts.append(
+                {
+                    "video": video,
+                    "cat": int(rng.choice(cats)),
+                    "frames": moving_box(
+                        int(rng.integers(0, h - sh)),
+                        int(rng.integers(0, w - sw)),
+                        sh,
+                        sw,
+                        rng.random(t) > 0.2,
+                    ),
+                }
+            )
     for d in dts:  # a model writes empty masks where a track is absent: some of those too
-        d["frames"] = [np.zeros((h, w), bool) if m is None and rng.random() < 0.5 else m
-                       for m in d["frames"]]
+        d["frames"] = [
+            np.zeros((h, w), bool) if m is None and rng.random() < 0.5 else m for m in d["frames"]
+        ]
     scores = rng.permutation(len(dts)) / len(dts) + 0.01  # distinct scores
     for d, s in zip(dts, scores):
         d["score"] = float(s)
-    gt = ytvis_json({v: (t, h, w) for v in range(1, 5)},
-                    [(g["video"], g["cat"], encode_track(g["frames"])) for g in gts], cats + [4])
-    results = [{"video_id": d["video"], "category_id": d["cat"], "score": d["score"],
-                "segmentations": encode_track(d["frames"])} for d in dts]
+    gt = ytvis_json(
+        {v: (t, h, w) for v in range(1, 5)},
+        [(g["video"], g["cat"], encode_track(g["frames"])) for g in gts],
+        cats + [4],
+    )
+    results = [
+        {
+            "video_id": d["video"],
+            "category_id": d["cat"],
+            "score": d["score"],
+            "segmentations": encode_track(d["frames"]),
+        }
+        for d in dts
+    ]
     return gt, results, gts, dts, cats + [4]
 
 
@@ -385,8 +445,14 @@ def test_ap_matches_independent_implementation():
     gt, results, gts, dts, cats = random_prediction_set()
     metrics = score(gt, results)
     expected = {}
-    for name, area, max_det in (("AP", "all", 100), ("APs", "s", 100), ("APm", "m", 100),
-                                ("APl", "l", 100), ("AR1", "all", 1), ("AR10", "all", 10)):
+    for name, area, max_det in (
+        ("AP", "all", 100),
+        ("APs", "s", 100),
+        ("APm", "m", 100),
+        ("APl", "l", 100),
+        ("AR1", "all", 1),
+        ("AR10", "all", 10),
+    ):
         ap, ar = reference_eval(gts, dts, cats, area, max_det)
         expected[name] = 100 * (ar if name.startswith("AR") else ap)
     for name, thr in (("AP50", THRESHOLDS[0]), ("AP75", THRESHOLDS[5])):
@@ -411,8 +477,13 @@ def registered_ytvis(tmp_path):
     def register(name, gt):
         json_file = write_json(tmp_path / f"{name}.json", gt)
         records = [
-            {"video_id": v["id"], "length": v["length"], "height": v["height"],
-             "width": v["width"], "file_names": v["file_names"]}
+            {
+                "video_id": v["id"],
+                "length": v["length"],
+                "height": v["height"],
+                "width": v["width"],
+                "file_names": v["file_names"],
+            }
             for v in gt["videos"]
         ]
         unregister(name)
@@ -451,13 +522,17 @@ class GroundTruthVideoModel(torch.nn.Module):
                     m = decode_segmentation(seg, h, w)
                     if m is not None:
                         masks[i, f] = torch.from_numpy(m)
-            outputs.append({
-                "image_size": (h, w),
-                "pred_scores": torch.ones(len(anns)),
-                "pred_labels": torch.tensor(
-                    [DATASET_ID_TO_CONTIGUOUS[a["category_id"]] for a in anns], dtype=torch.int64),
-                "pred_masks": masks,
-            })
+            outputs.append(
+                {
+                    "image_size": (h, w),
+                    "pred_scores": torch.ones(len(anns)),
+                    "pred_labels": torch.tensor(
+                        [DATASET_ID_TO_CONTIGUOUS[a["category_id"]] for a in anns],
+                        dtype=torch.int64,
+                    ),
+                    "pred_masks": masks,
+                }
+            )
         return outputs
 
 
@@ -510,12 +585,17 @@ def test_evaluator_partial_predictions_round_trip(registered_ytvis, tmp_path):
             for f, seg in enumerate(r["segmentations"]):
                 if seg is not None:
                     masks[i, f] = mask_util.decode(seg)
-        evaluator.process([record], [{
-            "image_size": (h, w),
-            "pred_scores": [r["score"] for r in mine],
-            "pred_labels": [DATASET_ID_TO_CONTIGUOUS[r["category_id"]] for r in mine],
-            "pred_masks": list(masks),
-        }])
+        evaluator.process(
+            [record],
+            [
+                {
+                    "image_size": (h, w),
+                    "pred_scores": [r["score"] for r in mine],
+                    "pred_labels": [DATASET_ID_TO_CONTIGUOUS[r["category_id"]] for r in mine],
+                    "pred_masks": list(masks),
+                }
+            ],
+        )
     segm = evaluator.evaluate()["segm"]
     for metric in METRIC_NAMES:
         assert segm[metric] == pytest.approx(expected[metric], abs=1e-9), metric
@@ -584,10 +664,21 @@ def test_cli_as_module(tmp_path):
     gt, results, expected = hand_built()
     out = tmp_path / "metrics.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "mask2former.evaluation.ytvis_eval",
-         "--gt", write_json(tmp_path / "valid.json", gt),
-         "--results", write_json(tmp_path / "results.json", results), "--output", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mask2former.evaluation.ytvis_eval",
+            "--gt",
+            write_json(tmp_path / "valid.json", gt),
+            "--results",
+            write_json(tmp_path / "results.json", results),
+            "--output",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["AP"] == pytest.approx(expected["AP"], abs=1e-9)
@@ -597,12 +688,19 @@ def test_cli_as_module(tmp_path):
     "mutate, message",
     [
         (lambda r: {"results": r}, "must be a JSON list"),
-        (lambda r: [dict(r[0], video_id=99)] + r[1:], "video_id 99 is not a video of the ground truth"),
-        (lambda r: [dict(r[0], segmentations=r[0]["segmentations"][:3])] + r[1:],
-         "has 3 entries but video 1 has 4 frames"),
+        (
+            lambda r: [dict(r[0], video_id=99)] + r[1:],
+            "video_id 99 is not a video of the ground truth",
+        ),
+        (
+            lambda r: [dict(r[0], segmentations=r[0]["segmentations"][:3])] + r[1:],
+            "has 3 entries but video 1 has 4 frames",
+        ),
         (lambda r: r[:1] + [dict(r[1], category_id=42)] + r[2:], r"results\[1\]: category_id 42"),
-        (lambda r: [dict(r[0], segmentations=[rle(np.ones((5, 5), bool))] * 4)],
-         r"mask size \[5, 5\] differs from the video size \[10, 10\]"),
+        (
+            lambda r: [dict(r[0], segmentations=[rle(np.ones((5, 5), bool))] * 4)],
+            r"mask size \[5, 5\] differs from the video size \[10, 10\]",
+        ),
     ],
     ids=["not-a-list", "unknown-video", "wrong-length", "unknown-category", "wrong-size"],
 )
@@ -632,3 +730,34 @@ def test_cli_missing_files_and_unannotated_gt(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{not json")
     assert ytvis_eval_main(["--gt", str(tmp_path / "bad.json"), "--results", res_file]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # three interpreters import torch and Detectron2
+def test_evaluator_gathers_two_workers(tmp_path):
+    """Two gloo workers each see half of the videos; worker 0 scores all of them."""
+    import socket
+
+    gt, results, expected = hand_built()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = REPO + "/tests/evaluation/ytvis_two_workers.py"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            script,
+            write_json(tmp_path / "gt.json", gt),
+            write_json(tmp_path / "res.json", results),
+            str(tmp_path),
+            str(port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "rank1.json").read_text()) == {}
+    segm = json.loads((tmp_path / "rank0.json").read_text())["segm"]
+    for metric in METRIC_NAMES:
+        assert segm[metric] == pytest.approx(expected[metric], abs=1e-9), metric
+    assert len(json.loads((tmp_path / "results" / "results.json").read_text())) == len(results)

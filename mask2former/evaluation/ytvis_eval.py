@@ -14,18 +14,11 @@ import json
 import os
 import sys
 
+from detectron2.utils.logger import create_small_table
+
 from .ytvis_evaluation import METRIC_NAMES, YTVIS, evaluate_ytvis
 
 __all__ = ["main"]
-
-
-def _table(metrics) -> str:
-    names = list(metrics)
-    width = max(6, *(len(n) for n in names))
-    head = "| " + " | ".join(n.center(width) for n in names) + " |"
-    rule = "|" + "|".join(":" + "-" * width + ":" for _ in names) + "|"
-    row = "| " + " | ".join(f"{metrics[n]:.3f}".center(width) for n in names) + " |"
-    return "\n".join((head, rule, row))
 
 
 def score(gt_path: str, results_path: str):
@@ -60,7 +53,7 @@ def main(argv=None) -> int:
         "tracks"
     )
     print(summary)
-    print(_table(metrics))
+    print(create_small_table(metrics))
     print("Per-category AP: " + ", ".join(f"{k}: {v:.3f}" for k, v in per_category.items()))
     if args.output:
         try:

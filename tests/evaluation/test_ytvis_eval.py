@@ -7,6 +7,7 @@ plain greedy matcher and COCO's 101-point interpolated precision (no COCOeval).
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -741,7 +742,7 @@ def test_evaluator_gathers_two_workers(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    script = REPO + "/tests/evaluation/ytvis_two_workers.py"
+    script = os.path.join(REPO, "tests", "evaluation", "ytvis_two_workers.py")
     proc = subprocess.run(
         [
             sys.executable,

@@ -21,8 +21,10 @@ from mask2former.data.datasets.panoptic import (
 )
 from mask2former.data.datasets.testing import registered_at, unregister  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[2]
-COCO_SAMPLE = REPO.parent / "shared" / "data" / "coco_panoptic_sample"
+import helpers
+
+REPO = Path(helpers.REPO)
+COCO_SAMPLE = Path(helpers.COCO_SAMPLE)  # the repository copy (datasets/samples/README.md)
 
 
 def read_pan_ids(path):

@@ -23,7 +23,7 @@ from . import (
     register_mapillary_vistas_panoptic,
 )
 from ._common import DatasetNotFoundError, get_datasets_root, register_dataset
-from .builtin_checks import add_path_checks_to_builtin_datasets
+from .builtin_checks import add_missing_builtin_metadata, add_path_checks_to_builtin_datasets
 from .register_synthetic import register_synthetic
 
 __all__ = ["DatasetNotFoundError", "register_all", "register_synthetic", "register_dataset"]
@@ -42,6 +42,7 @@ def register_all(root: str = None) -> None:
     if os.path.isdir(os.path.join(root, "synthetic")):
         register_synthetic(root)
     add_path_checks_to_builtin_datasets()
+    add_missing_builtin_metadata()
 
 
 register_all()

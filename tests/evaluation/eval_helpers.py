@@ -41,6 +41,25 @@ def gt_panoptic_output(record):
     return torch.as_tensor(ids.astype(np.int32)), info
 
 
+def edited_panoptic_output(record, drop=(), merge=None, relabel=None):
+    """``gt_panoptic_output`` of the record with known errors, for hand-computed PQ:
+
+    - ``drop``: segment ids whose pixels become 0 (unlabelled) and whose info is removed;
+    - ``merge``: {segment id: other segment id}: the first segment's pixels join the second;
+    - ``relabel``: {segment id: contiguous category id}.
+    """
+    ids, info = gt_panoptic_output(record)
+    merge, relabel = merge or {}, relabel or {}
+    for src, dst in merge.items():
+        ids[ids == src] = dst
+    for seg_id in drop:
+        ids[ids == seg_id] = 0
+    gone = set(drop) | set(merge)
+    info = [dict(s, category_id=relabel.get(s["id"], s["category_id"])) for s in info
+            if s["id"] not in gone]
+    return ids, info
+
+
 def gt_sem_seg_output(sem_seg, num_classes):
     """One-hot ``sem_seg`` scores [K,H,W] whose argmax is the ground truth (void -> class 0)."""
     sem = torch.as_tensor(np.asarray(sem_seg).astype(np.int64))

@@ -54,7 +54,8 @@ def load_coco_pair(gt_json_file: str, dt_json_file: str):
             '{"image_id", "category_id", "segmentation", "score"} (COCOEvaluator\'s '
             "coco_instances_results.json)"
         )
-    missing = [k for k in ("image_id", "category_id", "segmentation", "score") if k not in results[0]]
+    required = ("image_id", "category_id", "segmentation", "score")
+    missing = [k for k in required if k not in results[0]]
     if missing:
         raise ValueError(f"{dt_json_file}: detections lack {missing}; Boundary AP needs masks")
     image_ids = {im["id"] for im in gt["images"]}

@@ -143,7 +143,9 @@ def evaluate(dataset_name: str, json_file: str, ignore_label: Optional[int] = No
     meta = MetadataCatalog.get(dataset_name)
     classes = meta.get("stuff_classes", None)
     if classes is None:
-        raise ValueError(f"dataset {dataset_name!r} has no 'stuff_classes' (not a semantic dataset)")
+        raise ValueError(
+            f"dataset {dataset_name!r} has no 'stuff_classes' (not a semantic dataset)"
+        )
     if ignore_label is None:
         ignore_label = meta.get("ignore_label", None)
         if ignore_label is None:

@@ -68,7 +68,8 @@ def test_mapillary_panoptic_thing_classes_list_all_65(split):
     # the contiguous id of a thing segment indexes thing_classes directly
     assert meta.thing_classes[meta.thing_dataset_id_to_contiguous_id[20]] == "Person"
     assert meta.thing_classes[meta.thing_dataset_id_to_contiguous_id[56]] == "Car"
-    assert meta.thing_classes[64] == "Ego Vehicle" and 65 not in meta.thing_dataset_id_to_contiguous_id
+    assert meta.thing_classes[64] == "Ego Vehicle"
+    assert 65 not in meta.thing_dataset_id_to_contiguous_id  # ego vehicle has no instances
 
 
 @pytest.mark.parametrize("through_demo", [False, True])

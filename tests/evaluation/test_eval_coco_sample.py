@@ -150,7 +150,9 @@ def test_coco_sample_mask_ap_of_an_imperfect_prediction(coco_sample_dataset, tmp
         ids = read_pan_ids(record["pan_seg_file_name"])
         # (segment ids are per image: 3937500 is also a person of image 439180)
         in_img1 = record["image_id"] == IMG1
-        keep = [i for i, m in enumerate(masks) if not (in_img1 and (ids[m] == PERSON_DROPPED).all())]
+        keep = [
+            i for i, m in enumerate(masks) if not (in_img1 and (ids[m] == PERSON_DROPPED).all())
+        ]
         classes = [KITE if c == SPORTS_BALL else c for c in classes]
         masks, classes = masks[keep], [classes[i] for i in keep]
         return {"instances": gt_instances_output(masks, classes, masks.shape[1:])}

@@ -3,7 +3,6 @@ tools/evaluate_pq_for_semantic_segmentation.py): a hand-computed example, a cros
 panopticapi's own per-image PQ code, and the command line on SemSegEvaluator's real output."""
 
 import json
-import os
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -152,7 +151,8 @@ def test_agrees_with_panopticapi_per_image_pq(tmp_path):
             ids = np.where(arr == void, 0, arr + 1)  # panoptic id = class + 1, 0 = void
             Image.fromarray(id2rgb(ids)).save(tmp_path / name / f"{i}.png")
             segs = [
-                {"id": int(c + 1), "category_id": int(c), "iscrowd": 0, "area": int((arr == c).sum())}
+                {"id": int(c + 1), "category_id": int(c), "iscrowd": 0,
+                 "area": int((arr == c).sum())}
                 for c in range(k)
                 if (arr == c).any()
             ]

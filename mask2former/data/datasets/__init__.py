@@ -25,7 +25,7 @@ from . import (
     register_mapillary_vistas_panoptic,
 )
 from ._common import DatasetNotFoundError, get_datasets_root, register_dataset
-from .builtin_checks import add_path_checks_to_builtin_datasets
+from .builtin_checks import add_missing_builtin_metadata, add_path_checks_to_builtin_datasets
 from .register_synthetic import register_synthetic, register_synthetic_ytvis
 from .ytvis import load_ytvis_json, register_all_ytvis, register_ytvis_instances
 
@@ -56,6 +56,7 @@ def register_all(root: str = None) -> None:
     if os.path.isdir(os.path.join(root, "synthetic_ytvis")):
         register_synthetic_ytvis(root)
     add_path_checks_to_builtin_datasets()
+    add_missing_builtin_metadata()
 
 
 register_all()

@@ -8,7 +8,7 @@ import torch
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from ..robust_loading import read_image  # robust: 16-bit, RGBA, bad files
+from ..robust_loading import read_image, read_label_map  # robust: 16-bit, RGBA, bad files
 from .common import pad_to_fixed_size, panoptic_to_instances, rgb_to_id
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
 
@@ -33,7 +33,7 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
             )
         image, sem_seg = self._read(dataset_dict)
         pan_file = dataset_dict.pop("pan_seg_file_name")
-        pan_seg = read_image(pan_file, "RGB")
+        pan_seg = read_label_map(pan_file, image, dataset_dict["file_name"], "RGB")
         segments_info = dataset_dict.pop("segments_info")
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)

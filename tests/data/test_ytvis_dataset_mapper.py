@@ -166,7 +166,7 @@ def test_one_augmentation_per_clip_identical_frames_stay_identical(videos):
         (24, 36),
     )
     mapper = YTVISDatasetMapper(cfg, is_train=True)
-    sizes, flipped = set(), 0
+    sizes = set()
     for seed in range(12):
         np.random.seed(seed)
         out = mapper(records[1])

@@ -167,3 +167,16 @@ DATALOADER:
   NUM_WORKERS: 0
 SEED: 7
 """
+
+
+# The quick-start model shrunk further (32-wide, 4 queries, 1 encoder / 1 decoder layer, 64 px):
+# for tests that run real training steps in seconds.
+QUICKSTART_CONFIG = config_path("quickstart/synthetic_panoptic.yaml")
+TINY_QUICKSTART_OPTS = [
+    "SOLVER.IMS_PER_BATCH", "1", "DATALOADER.NUM_WORKERS", "0", "INPUT.IMAGE_SIZE", "64",
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
+    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "4",
+    "MODEL.MASK_FORMER.DEC_LAYERS", "2", "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
+    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256",
+    "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
+]

@@ -8,11 +8,9 @@ import pytest
 import torch
 
 from helpers import REPO as ROOT
-from helpers import deterministic_init_, load_script
+from helpers import deterministic_init_, load_script, make_cfg
 
-from detectron2.config import get_cfg
 
-from mask2former import add_maskformer2_config
 from mask2former.layers import MSDeformAttn
 
 SMALL_CONFIG = os.path.join(ROOT, "tests", "modeling", "backbone", "small_swin_maskformer.yaml")
@@ -25,10 +23,7 @@ def _load_tool():
 
 def small_swin_cfg():
     """The released Swin Mask2Former architecture, scaled down so export takes seconds."""
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(SMALL_CONFIG)
-    return cfg
+    return make_cfg(SMALL_CONFIG)
 
 
 @pytest.mark.slow  # ~15 s alone, over 30 s on a busy 2-core machine

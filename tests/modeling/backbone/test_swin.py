@@ -11,12 +11,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 from detectron2.structures import ImageList
 
-from mask2former import add_maskformer2_config
 from mask2former.modeling.backbone.swin import (
     D2SwinTransformer,
     PatchMerging,
@@ -25,7 +23,7 @@ from mask2former.modeling.backbone.swin import (
     shifted_window_mask,
 )
 
-from helpers import COCO_IMAGES, STATE_DICT_DIR, deterministic_init_
+from helpers import COCO_IMAGES, STATE_DICT_DIR, deterministic_init_, make_cfg
 from helpers import REPO as ROOT
 
 FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "parity_coco_panoptic_swin_t.pt")
@@ -41,10 +39,7 @@ def _listing(name):
 
 
 def _config_file_cfg(name):
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "coco", "panoptic", f"{name}.yaml"))
-    return cfg
+    return make_cfg(f"coco/panoptic/{name}.yaml")
 
 
 @pytest.mark.parametrize("source", ["variant", "config_file"])

@@ -3,6 +3,8 @@
 
     python train_net.py --config-file configs/coco/panoptic/r50.yaml --num-gpus 8
     python train_net.py --config-file ... --eval-only MODEL.WEIGHTS model_final.pkl
+    python train_net.py --config-file configs/coco/panoptic/r50.yaml --eval-only \
+        MODEL.WEIGHTS mask2former://coco/panoptic/r50   # the released model (MODEL_ZOO.md)
     python train_net.py --config-file ... --resume            # continue from OUTPUT_DIR/last_checkpoint
 
 Distributed: ``--num-gpus N`` starts N processes per machine (NCCL with GPUs; on a CPU-only
@@ -60,6 +62,7 @@ from mask2former.engine import (
     merge_config_checked,
 )
 from mask2former.evaluation import InstanceSegEvaluator
+from mask2former.model_zoo import check_trained_weights, exit_on_model_zoo_error
 from mask2former.solver import build_lr_scheduler, build_optimizer
 from mask2former.modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from mask2former.utils.allocator import cpu_caching_allocator
@@ -231,6 +234,8 @@ def setup(args):
 
 def main(args):
     cfg = setup(args)
+    if args.eval_only:  # no trained weights: name the config's zoo entry instead of loading
+        check_trained_weights(cfg, args.config_file, resume=args.resume)
     # reuses large CPU buffers (see mask2former/config.py); removed again when main returns
     with cpu_caching_allocator(enabled=cfg.MODEL.DEVICE == "cpu" and cfg.CPU_CACHING_ALLOCATOR):
         return train_or_evaluate(cfg, args)
@@ -270,4 +275,5 @@ def invoke_main() -> None:
 
 
 if __name__ == "__main__":
-    invoke_main()
+    with exit_on_model_zoo_error("train_net.py"):  # missing weights, failed download: one line
+        invoke_main()

@@ -21,7 +21,6 @@ from typing import Optional
 
 from .checks import (  # noqa: F401
     backbone_initialisation,
-    check_initial_weights,
     check_trained_weights,
     exit_on_model_zoo_error,
     explain_missing_weights,
@@ -33,7 +32,6 @@ from .errors import (  # noqa: F401
     MissingTrainedWeightsError,
     ModelZooError,
     UnknownModelError,
-    WeightsFileNotFoundError,
     ZooConfigNotFoundError,
     ZooDownloadError,
 )

@@ -4,8 +4,7 @@ Inference (``demo/demo.py``, ``train_net.py --eval-only``) needs *trained* weigh
 own MODEL.WEIGHTS is the ImageNet initialisation of the backbone (the start of training), so
 running a config as-is would download that file and produce meaningless masks.
 :func:`check_trained_weights` stops such a run with one line naming the zoo entry of the config
-(``MODEL.WEIGHTS mask2former://coco/panoptic/r50``). Training from a backbone file that was never
-converted is explained by :func:`check_initial_weights`.
+(``MODEL.WEIGHTS mask2former://coco/panoptic/r50``).
 """
 import contextlib
 import logging
@@ -13,7 +12,7 @@ import os
 from typing import Iterator, Optional
 from urllib.parse import urlparse
 
-from .errors import MissingTrainedWeightsError, ModelZooError, WeightsFileNotFoundError
+from .errors import MissingTrainedWeightsError, ModelZooError
 from .table import BackboneWeights, ZooModel, backbone_weights, list_models
 
 __all__ = [
@@ -21,7 +20,6 @@ __all__ = [
     "zoo_model_for_config",
     "explain_missing_weights",
     "check_trained_weights",
-    "check_initial_weights",
     "exit_on_model_zoo_error",
 ]
 
@@ -120,25 +118,6 @@ def check_trained_weights(cfg, config_file: Optional[str] = None, *, resume: boo
     msg = explain_missing_weights(cfg, config_file, opts_flag=opts_flag)
     if msg is not None:
         raise MissingTrainedWeightsError(msg)
-
-
-def check_initial_weights(cfg) -> None:
-    """Before training: a local MODEL.WEIGHTS file that does not exist is an error saying how
-    to get it (for the backbone initialisations: download and convert command)."""
-    weights = cfg.MODEL.WEIGHTS.strip()
-    if not weights or "://" in weights or os.path.isfile(weights):
-        return
-    init = backbone_initialisation(weights)
-    if init is None:
-        raise WeightsFileNotFoundError(f"MODEL.WEIGHTS {weights}: no such file (in "
-                                     f"{os.getcwd()}). Pass the path of an existing file.")
-    if init.convert:
-        how = f"download {init.source_url} and convert it: {init.convert}"
-    else:
-        how = f"set MODEL.WEIGHTS {init.weights or init.url}"
-    raise WeightsFileNotFoundError(
-        f"MODEL.WEIGHTS {weights} ({init.description}, the initialisation of training) does not "
-        f"exist in {os.getcwd()}: {how} (or set MODEL.WEIGHTS to where the file is).")
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ __all__ = [
     "ZooDownloadError",
     "ChecksumMismatchError",
     "MissingTrainedWeightsError",
-    "WeightsFileNotFoundError",
 ]
 
 
@@ -38,6 +37,3 @@ class MissingTrainedWeightsError(ModelZooError, ValueError):
     """Inference was asked for without trained weights (MODEL.WEIGHTS empty or a backbone
     initialisation)."""
 
-
-class WeightsFileNotFoundError(ModelZooError, FileNotFoundError):
-    """MODEL.WEIGHTS names a local file that does not exist."""

@@ -4,7 +4,7 @@ short transfers (resumed, restarted, given up), server down, missing file."""
 import os
 
 import pytest
-from conftest import md5, released_format_pkl
+from zoo_server import md5, released_format_pkl
 
 from detectron2.utils.file_io import PathManager
 from mask2former.model_zoo import (

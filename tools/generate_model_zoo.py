@@ -54,7 +54,8 @@ or, in Python:
     from mask2former import model_zoo
     model = model_zoo.get("coco/panoptic/r50").eval()    # built, weights loaded (CPU by default)
     cfg = model_zoo.get_config("coco/panoptic/r50", trained=True)
-    model_zoo.get_config_file("coco/panoptic/r50"), model_zoo.get_checkpoint_url("coco/panoptic/r50")
+    model_zoo.get_config_file("coco/panoptic/r50")       # configs/coco/panoptic/r50.yaml
+    model_zoo.get_checkpoint_url("coco/panoptic/r50")    # https://dl.fbaipublicfiles.com/...
 
 - The checkpoint is downloaded once, with a progress bar, into the fvcore cache
   (`$FVCORE_CACHE`, default `~/.torch/iopath_cache`), at the path of its URL, where Detectron2
@@ -87,8 +88,10 @@ load with strict shapes. Numerical parity with the original implementation is ch
 panoptic R50 and Swin-T against reference outputs stored in the repository
 (`tests/modeling/test_parity.py`), from the project root:
 
-    python tools/parity_check.py tests/fixtures/parity_coco_panoptic_r50.npz configs/coco/panoptic/r50.yaml
-    python tools/parity_check.py tests/fixtures/parity_coco_panoptic_swin_t.npz configs/coco/panoptic/swin_t.yaml
+    python tools/parity_check.py tests/fixtures/parity_coco_panoptic_r50.npz \\
+        configs/coco/panoptic/r50.yaml
+    python tools/parity_check.py tests/fixtures/parity_coco_panoptic_swin_t.npz \\
+        configs/coco/panoptic/swin_t.yaml
 
 - *Metrics*, *model id* and *checkpoint* are copied from the original model zoo: the published
   numbers, which the released checkpoints reach with the original code; we have not

@@ -92,8 +92,9 @@ def _config_adder(model: ZooModel):
     if model.kind == "video":
         adder = getattr(m2f_config, "add_maskformer2_video_config", None)
         if adder is None:
-            raise ModelZooError(f"{model.name} is a video model, but this installation has no "
-                                f"video config keys (mask2former.config.add_maskformer2_video_config).")
+            raise ModelZooError(
+                f"{model.name} is a video model, but this installation has no video config keys "
+                f"(mask2former.config.add_maskformer2_video_config).")
         return adder
     return m2f_config.add_maskformer2_config
 

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
 from iopath.common.file_io import file_lock, get_cache_dir
+from tqdm import tqdm
 
 from .errors import ChecksumMismatchError, ZooDownloadError
 from .table import find_model_by_url
@@ -206,8 +207,6 @@ def _attempt(source: str, part: str, desc: str) -> None:
         remaining = int(length) if length and length.isdigit() else None
         total = have + remaining if remaining is not None else None
         got = 0
-        from tqdm import tqdm
-
         with open(part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                          unit_divisor=1024, desc=desc, disable=None,
                                          leave=False) as bar:

@@ -83,5 +83,5 @@ def test_missing_config_file_is_a_clear_error(monkeypatch):
     gone = dataclasses.replace(base, name="test/panoptic/gone", config="configs/test/gone.yaml")
     original = table._models
     monkeypatch.setattr(table, "_models", lambda: original() + (gone,))
-    with pytest.raises(FileNotFoundError, match="config of zoo entry test/panoptic/gone is missing"):
+    with pytest.raises(FileNotFoundError, match="zoo entry test/panoptic/gone is missing"):
         model_zoo.get_config_file("test/panoptic/gone")

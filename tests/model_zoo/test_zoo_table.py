@@ -18,7 +18,8 @@ from mask2former.model_zoo.handlers import Mask2FormerZooHandler
 # configs/youtubevis_2021/) come from the video work: add "video" here when they are merged.
 CHECKED_KINDS = ("image",)
 
-BACKBONES = {  # our backbone key -> (BACKBONE.NAME, RESNETS.DEPTH or SWIN (EMBED_DIM, DEPTHS, size))
+# our backbone key -> (BACKBONE.NAME, RESNETS.DEPTH or SWIN (EMBED_DIM, DEPTHS, PRETRAIN_IMG_SIZE))
+BACKBONES = {
     "r50": ("build_resnet_backbone", 50),
     "r101": ("build_resnet_backbone", 101),
     "swin_t": ("D2SwinTransformer", (96, [2, 2, 6, 2], 224)),

@@ -103,6 +103,12 @@ panoptic R50 and Swin-T against reference outputs stored in the repository
 - Training starts from the backbone initialisations at the end of this page.
 """
 
+VIDEO_INTRO = """
+Mask2Former for video instance segmentation (Mask2Former-VIS). As in the original, each video
+config starts training from the released COCO instance model of the same backbone
+(`mask2former://coco/instance/<backbone>`, above).
+"""
+
 V1_SECTION = """\
 ## MaskFormer v1 models
 
@@ -182,7 +188,7 @@ def _dataset_sections(models, with_params):
             current = group
             title = ("Video instance segmentation (YouTube-VIS)" if group == "video"
                      else DATASET_NAMES[dataset])
-            parts.append(f"## {title}\n")
+            parts.append(f"## {title}\n" + (VIDEO_INTRO if group == "video" else ""))
         sub = DATASET_NAMES[dataset] if group == "video" else TASK_NAMES[task].capitalize()
         parts.append(f"### {sub}\n\n" + _model_table(rows, with_params))
     return parts

@@ -24,6 +24,7 @@ from .checks import (  # noqa: F401
     check_trained_weights,
     exit_on_model_zoo_error,
     explain_missing_weights,
+    zoo_checkpoint,
     zoo_model_for_config,
 )
 from .download import MIRROR_ENV, ZOO_HOST, cache_path, fetch, mirror_url  # noqa: F401

@@ -18,6 +18,7 @@ from .table import BackboneWeights, ZooModel, backbone_weights, list_models
 __all__ = [
     "backbone_initialisation",
     "zoo_model_for_config",
+    "zoo_checkpoint",
     "explain_missing_weights",
     "check_trained_weights",
     "exit_on_model_zoo_error",
@@ -40,6 +41,19 @@ def backbone_initialisation(weights: str) -> Optional[BackboneWeights]:
     if weights.startswith("detectron2://ImageNetPretrained/"):
         return BackboneWeights(name=base, file=base, backbones=(), weights=weights,
                                description="an ImageNet model of Detectron2's ImageNetPretrained")
+    return None
+
+
+def zoo_checkpoint(weights: str) -> Optional[ZooModel]:
+    """The zoo entry whose released checkpoint ``weights`` names (``mask2former://<name>``, its
+    URL, or a path ending in its file name ``model_final_<md5 prefix>.pkl``), or None."""
+    weights = weights.strip()
+    if not weights:
+        return None
+    base = os.path.basename(urlparse(weights).path if "://" in weights else weights)
+    for m in list_models():
+        if weights in (m.weights, m.url) or base == m.url.rsplit("/", 1)[1]:
+            return m
     return None
 
 
@@ -79,8 +93,9 @@ def explain_missing_weights(cfg, config_file: Optional[str] = None, *,
                             opts_flag: str = "") -> Optional[str]:
     """One line saying that ``cfg`` has no trained weights and what to pass instead, or None.
 
-    "No trained weights" means MODEL.WEIGHTS is empty or is a backbone initialisation
-    (:func:`backbone_initialisation`).
+    "No trained weights" means MODEL.WEIGHTS is empty, a backbone initialisation
+    (:func:`backbone_initialisation`), or the released model of *another* zoo entry that the
+    config's training starts from (the video configs start from the COCO instance models).
 
     Args:
         cfg: the merged config.
@@ -88,15 +103,20 @@ def explain_missing_weights(cfg, config_file: Optional[str] = None, *,
         opts_flag: how the caller passes config overrides, e.g. ``"--opts "`` for the demo.
     """
     weights = cfg.MODEL.WEIGHTS.strip()
+    entry = zoo_model_for_config(config_file) if config_file else None
     if weights:
         init = backbone_initialisation(weights)
-        if init is None:
+        start = zoo_checkpoint(weights) if entry is not None else None
+        if init is not None:
+            what = (f"MODEL.WEIGHTS is {weights}, the ImageNet initialisation of the backbone "
+                    f"({init.name}) that training starts from, not a trained model")
+        elif start is not None and start.name != entry.name and start.kind != entry.kind:
+            what = (f"MODEL.WEIGHTS is {weights}, the released {start.name} model that training "
+                    f"of this config starts from, not a trained {entry.kind} model")
+        else:
             return None
-        what = (f"MODEL.WEIGHTS is {weights}, the ImageNet initialisation of the backbone "
-                f"({init.name}) that training starts from, not a trained model")
     else:
         what = "MODEL.WEIGHTS is empty (the model would run with random weights)"
-    entry = zoo_model_for_config(config_file) if config_file else None
     if entry is not None:
         todo = (f"For the released model ({entry.headline()}) add "
                 f"`{opts_flag}MODEL.WEIGHTS {entry.weights}` (downloaded once into the fvcore "

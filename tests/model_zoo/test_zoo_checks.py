@@ -53,6 +53,27 @@ def test_config_as_is_names_its_zoo_entry():
     assert "MODEL.WEIGHTS is empty" in msg and "mask2former://coco/panoptic/r50" in msg
 
 
+def test_video_config_started_from_the_coco_instance_model_names_its_own_entry(
+        tmp_path, monkeypatch):
+    import dataclasses
+
+    from mask2former.model_zoo import table
+
+    video = tmp_path / "video_r50.yaml"
+    video.write_text(f"_BASE_: {R50}\n")
+    entry = dataclasses.replace(table.find_model("youtubevis_2019/r50"), config=str(video))
+    others = tuple(m for m in table._models() if m.name != entry.name)
+    monkeypatch.setattr(table, "_models", lambda: others + (entry,))
+    for start in ("model_final_3c8ec9.pkl", "mask2former://coco/instance/r50"):
+        cfg = make_cfg("coco/instance/r50.yaml", "MODEL.WEIGHTS", start)
+        msg = explain_missing_weights(cfg, str(video))
+        assert "the released coco/instance/r50 model that training of this config starts" in msg
+        assert "`MODEL.WEIGHTS mask2former://youtubevis_2019/r50`" in msg
+    # an image config given another image model's checkpoint is the user's choice
+    cfg = make_cfg("coco/panoptic/r50.yaml", "MODEL.WEIGHTS", "mask2former://coco/instance/r50")
+    assert explain_missing_weights(cfg, R50) is None
+
+
 def test_config_derived_from_a_zoo_config_names_that_entry(tmp_path):
     mine = tmp_path / "mine.yaml"
     mine.write_text(f"_BASE_: {SWIN_L}\nSOLVER:\n  MAX_ITER: 10\n")

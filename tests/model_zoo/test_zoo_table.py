@@ -77,9 +77,13 @@ def test_row_config_builds_the_described_model(name):
     else:
         swin = cfg.MODEL.SWIN
         assert (swin.EMBED_DIM, list(swin.DEPTHS), swin.PRETRAIN_IMG_SIZE) == spec
-    init = [b for b in backbone_weights() if m.backbone in b.backbones]
-    assert len(init) == 1 and cfg.MODEL.WEIGHTS in (init[0].weights or init[0].file,), \
-        (cfg.MODEL.WEIGHTS, init)
+    if m.kind == "video":  # trained from the COCO instance model of the same backbone
+        start = find_model(f"coco/instance/{m.backbone}")
+        assert cfg.MODEL.WEIGHTS in (start.weights, start.url, start.url.rsplit("/", 1)[1])
+    else:  # trained from the backbone's ImageNet initialisation
+        init = [b for b in backbone_weights() if m.backbone in b.backbones]
+        assert len(init) == 1 and cfg.MODEL.WEIGHTS == (init[0].weights or init[0].file), \
+            (cfg.MODEL.WEIGHTS, init)
     assert cfg.DATASETS.TEST[0].startswith(TEST_DATASET_PREFIX[m.dataset]), cfg.DATASETS.TEST
     assert cfg.MODEL.MASK_FORMER.TEST[TASK_OUTPUT[m.task]]
     assert cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES == m.queries

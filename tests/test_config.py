@@ -7,7 +7,7 @@ import pytest
 from detectron2.config import get_cfg
 
 from mask2former import add_maskformer2_config
-from modeling.model_helpers import all_config_files as model_configs
+from helpers import all_config_files as model_configs
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 

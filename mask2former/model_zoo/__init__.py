@@ -109,7 +109,7 @@ def get_config(name: str, trained: bool = False):
     """
     from detectron2.config import get_cfg
 
-    from ..engine import merge_config_checked
+    from ..config import merge_config_checked
 
     model = find_model(name)
     path = get_config_file(name)
@@ -138,7 +138,7 @@ def get(name: str, trained: bool = True, device: Optional[str] = "cpu"):
     import torch
     from detectron2.modeling import build_model
 
-    from ..engine import Mask2FormerCheckpointer
+    from ..checkpoint import Mask2FormerCheckpointer
 
     cfg = get_config(name, trained=trained)
     if device is not None:

@@ -31,8 +31,8 @@ from mask2former.data.dataset_mappers.common import rgb_to_id
 from mask2former.data.datasets.panoptic import load_panoptic_json
 from mask2former.data.datasets.register_ade20k_panoptic import get_ade20k_panoptic_metadata
 
-COCO_SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
-                           "data", "coco_panoptic_sample")
+from helpers import COCO_SAMPLE
+
 _TEST_DATASET = "_test_mappers_meta"  # only metadata (ignore_label) is looked up by the mappers
 
 

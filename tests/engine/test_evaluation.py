@@ -10,8 +10,9 @@ from detectron2.evaluation import COCOPanopticEvaluator, DatasetEvaluators, infe
 from detectron2.modeling import build_model
 
 from mask2former import add_maskformer2_config
-from mask2former.engine import RobustTestMapper, SkippedImagesReporter
-from mask2former.utils.sample_loading import BadSampleError
+from mask2former.data.dataset_mappers import RobustTestMapper
+from mask2former.evaluation import SkippedImagesReporter
+from mask2former.data.robust_loading import BadSampleError
 
 from kill_harness import CONFIG, TINY_OPTS
 

@@ -11,7 +11,7 @@ from zoo_server import md5, released_format_pkl
 from detectron2.modeling import build_model
 from helpers import REPO
 from mask2former import model_zoo
-from mask2former.engine import Mask2FormerCheckpointer
+from mask2former.checkpoint import Mask2FormerCheckpointer
 from mask2former.model_zoo import table
 
 TINY = f"""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mask2former.utils.sample_loading import (
+from mask2former.data.robust_loading import (
     BadSampleError,
     RobustDatasetMapper,
     read_image,

@@ -9,7 +9,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes
 
-from ...utils.sample_loading import read_image  # robust: 16-bit, RGBA, bad files
+from ..robust_loading import read_image  # robust: 16-bit, RGBA, bad files
 from .coco_instance_new_baseline_dataset_mapper import COCOInstanceNewBaselineDatasetMapper
 from .common import masks_to_boxes, panoptic_to_instances, rgb_to_id
 

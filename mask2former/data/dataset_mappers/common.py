@@ -13,7 +13,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances, polygons_to_bitmask
 
-from ...utils.sample_loading import read_image  # robust: 16-bit, RGBA, bad files
+from ..robust_loading import read_image  # robust: 16-bit, RGBA, bad files
 from .color_augmentation import ColorAugSSD
 
 __all__ = [

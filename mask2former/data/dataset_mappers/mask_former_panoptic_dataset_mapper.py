@@ -8,7 +8,7 @@ import torch
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from ...utils.sample_loading import read_image  # robust: 16-bit, RGBA, bad files
+from ..robust_loading import read_image  # robust: 16-bit, RGBA, bad files
 from .common import pad_to_fixed_size, panoptic_to_instances, rgb_to_id
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
 

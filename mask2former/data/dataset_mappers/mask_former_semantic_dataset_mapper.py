@@ -10,7 +10,7 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from ...utils.sample_loading import read_image  # robust: 16-bit, RGBA, bad files
+from ..robust_loading import read_image  # robust: 16-bit, RGBA, bad files
 from .common import (
     build_resize_crop_flip_augmentations,
     dataset_ignore_label,

@@ -14,7 +14,7 @@ from mask2former.model_zoo import (
     download,
     mirror_url,
 )
-from mask2former.utils.weights import load_pickle_weights
+from mask2former.checkpoint.weights import load_pickle_weights
 
 
 def _good(server, seed=0):

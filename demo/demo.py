@@ -32,7 +32,7 @@ except ModuleNotFoundError as e:  # running from a checkout without `pip install
     if e.name != "mask2former":
         raise
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mask2former.config import ConfigError, add_maskformer2_config, merge_config_checked  # noqa: E402
+from mask2former.config import add_maskformer2_config, merge_config_checked  # noqa: E402
 from mask2former.data.robust_loading import read_image  # noqa: E402  (16-bit, RGBA, ...)
 from mask2former.model_zoo import check_trained_weights, exit_on_model_zoo_error  # noqa: E402
 from mask2former.utils.allocator import cpu_caching_allocator  # noqa: E402

@@ -19,7 +19,7 @@ from mask2former.data.dataset_mappers.clip_augmentation import build_clip_augmen
 from mask2former.data.dataset_mappers.ytvis_dataset_mapper import clip_instances, sample_clip_frames
 from mask2former.data.datasets import load_ytvis_json
 from mask2former.data.synthetic_video import SYNTHETIC_YTVIS_CATEGORIES, write_ytvis_split
-from mask2former.utils.sample_loading import BadSampleError
+from mask2former.data.robust_loading import BadSampleError
 
 H, W = 40, 56
 ALL_AUGS = ["brightness", "contrast", "saturation", "rotation"]
@@ -166,7 +166,7 @@ def test_one_augmentation_per_clip_identical_frames_stay_identical(videos):
         (24, 36),
     )
     mapper = YTVISDatasetMapper(cfg, is_train=True)
-    sizes, flipped = set(), 0
+    sizes = set()
     for seed in range(12):
         np.random.seed(seed)
         out = mapper(records[1])

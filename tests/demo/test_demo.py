@@ -1,6 +1,5 @@
 """demo/demo.py and demo/predictor.py with a fake model whose outputs are known (fast), on the
 real COCO sample photos, broken files and a small video."""
-import glob
 import logging
 import os
 
@@ -147,7 +146,7 @@ def test_cli_images_and_broken_files(demo_module, fake_config, broken_images, tm
         assert a.shape == b.shape and _changed(a, b, (0.1, 0.9), (0.1, 0.9)) > 5
     log = "\n".join(demo_log)
     for bad in ("garbage.jpg", "empty.png", "truncated.jpg", "missing_*.jpg"):
-        assert f"FAILED" in log and bad in log, bad
+        assert "FAILED" in log and bad in log, bad
     assert "2 image(s) drawn, 4 failed" in log
 
 

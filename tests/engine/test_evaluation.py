@@ -50,7 +50,7 @@ def test_unreadable_val_image_is_reported_and_metrics_still_computed(val_root, t
         results = inference_on_dataset(model, loader, evaluator)
     assert results["skipped_images"] == {"count": 1.0}
     assert "PQ" in results["panoptic_seg"]
-    assert f"1 image(s) could not be read" in caplog.text and bad in caplog.text
+    assert "1 image(s) could not be read" in caplog.text and bad in caplog.text
 
 
 def test_unreadable_image_of_unknown_size_is_a_clear_error(tmp_path):

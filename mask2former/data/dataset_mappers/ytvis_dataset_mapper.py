@@ -22,7 +22,7 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.structures import BitMasks, Instances
 
-from ...utils.sample_loading import BadSampleError, read_image
+from ..robust_loading import BadSampleError, read_image
 from .clip_augmentation import ClipAugmentationList, build_clip_augmentations, video_cfg_value
 from .common import annotation_masks, mask_transforms
 

@@ -149,6 +149,10 @@ class _Retry(Exception):
     """An attempt failed in a way another attempt may fix."""
 
 
+class _Restart(_Retry):
+    """The partial file cannot be resumed: the next attempt starts from the beginning."""
+
+
 class _Fatal(Exception):
     """An attempt failed in a way retrying will not fix (404, no route to the server...)."""
 
@@ -175,7 +179,7 @@ def _open(source: str, have: int):
     except HTTPError as e:
         e.close()
         if e.code == 416 and have:
-            raise _Retry("the server refused to resume the transfer (HTTP 416)")
+            raise _Restart("the server refused to resume the transfer (HTTP 416)")
         if e.code in (408, 429) or e.code >= 500:
             raise _Retry(f"HTTP {e.code} {e.reason}")
         raise _Fatal(f"HTTP {e.code} {e.reason}")
@@ -191,13 +195,18 @@ def _open(source: str, have: int):
 def _attempt(source: str, part: str, desc: str) -> None:
     """One HTTP request appending to (or restarting) ``part``; raises _Retry/_Fatal."""
     have = os.path.getsize(part) if os.path.exists(part) else 0
-    with _open(source, have) as resp:
+    try:
+        resp = _open(source, have)
+    except _Restart:
+        os.remove(part)
+        raise
+    with resp:
         status = getattr(resp, "status", 200)
         if have and status == 206:
             content_range = resp.headers.get("Content-Range", "")
             if not content_range.startswith(f"bytes {have}-"):
                 os.remove(part)  # the server answered another range: start over next time
-                raise _Retry(f"the server resumed at the wrong offset ({content_range!r})")
+                raise _Restart(f"the server resumed at the wrong offset ({content_range!r})")
             mode = "ab"
         elif status == 200:
             have, mode = 0, "wb"  # no resume support (or nothing to resume): from the start

@@ -108,6 +108,17 @@ def test_short_transfer_restarts_when_the_server_cannot_resume(zoo_server):
     assert open(local, "rb").read() == data and len(zoo_server.requests) == 3
 
 
+def test_partial_file_that_cannot_be_resumed_is_downloaded_again(zoo_server):
+    """A .part as long as the file (killed before the rename): HTTP 416, then from scratch."""
+    url, data = _good(zoo_server)
+    part = cache_path(url) + ".part"
+    os.makedirs(os.path.dirname(part))
+    with open(part, "wb") as f:
+        f.write(b"x" * len(data))
+    assert open(PathManager.get_local_path(url), "rb").read() == data
+    assert [r for _, r in zoo_server.requests] == [f"bytes={len(data)}-", None]
+
+
 def test_server_that_keeps_failing_gives_one_clear_line(zoo_server):
     url, data = _good(zoo_server)
     zoo_server.short_transfers = 100

@@ -1,6 +1,6 @@
 """The MaskFormer meta-architecture: training losses, inference outputs.
 
-(Released checkpoints: tests/engine/test_released_checkpoint.py.)"""
+(Released checkpoints: tests/checkpoint/test_released_checkpoint.py.)"""
 
 import math
 
@@ -11,7 +11,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 from mask2former.layers.position_encoding import PositionEmbeddingSine
-from model_helpers import build_on_meta, cached_model, make_cfg
+from helpers import build_on_meta, cached_model, make_cfg
 
 COCO_R50 = "coco/panoptic/r50.yaml"
 

@@ -2,8 +2,7 @@
 
 import pytest
 
-from helpers import load_listing
-from model_helpers import LISTINGS, build_on_meta, cached_model
+from helpers import LISTINGS, build_on_meta, cached_model, load_listing
 
 
 def _layout(model):

@@ -11,13 +11,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 from detectron2.structures import ImageList
 
-from mask2former import add_maskformer2_config
-from script_loading import deterministic_init_
 from mask2former.modeling.backbone.swin import (
     D2SwinTransformer,
     PatchMerging,
@@ -26,11 +23,11 @@ from mask2former.modeling.backbone.swin import (
     shifted_window_mask,
 )
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared"))
-STATE_DICT_DIR = os.path.join(SHARED, "spec", "state_dict")
-FIXTURE = os.path.join(SHARED, "fixtures", "parity_coco_panoptic_swin_t.pt")
-IMAGE = os.path.join(SHARED, "data", "coco_panoptic_sample", "input_images", "000000439180.jpg")
+from helpers import COCO_IMAGES, STATE_DICT_DIR, deterministic_init_, make_cfg
+from helpers import REPO as ROOT
+
+FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "parity_coco_panoptic_swin_t.pt")
+IMAGE = os.path.join(COCO_IMAGES, "000000439180.jpg")
 
 
 def _listing(name):
@@ -42,10 +39,7 @@ def _listing(name):
 
 
 def _config_file_cfg(name):
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "coco", "panoptic", f"{name}.yaml"))
-    return cfg
+    return make_cfg(f"coco/panoptic/{name}.yaml")
 
 
 @pytest.mark.parametrize("source", ["variant", "config_file"])

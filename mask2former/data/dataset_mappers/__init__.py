@@ -9,6 +9,7 @@ from typing import Callable, Dict
 from .coco_instance_new_baseline_dataset_mapper import COCOInstanceNewBaselineDatasetMapper
 from .coco_panoptic_new_baseline_dataset_mapper import COCOPanopticNewBaselineDatasetMapper
 from .color_augmentation import ColorAugSSD, ColorAugSSDTransform
+from .detr_panoptic_dataset_mapper import DETRPanopticDatasetMapper
 from .mask_former_instance_dataset_mapper import MaskFormerInstanceDatasetMapper
 from .mask_former_panoptic_dataset_mapper import MaskFormerPanopticDatasetMapper
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
@@ -18,6 +19,7 @@ __all__ = [
     "COCOPanopticNewBaselineDatasetMapper",
     "ColorAugSSD",
     "ColorAugSSDTransform",
+    "DETRPanopticDatasetMapper",
     "MaskFormerInstanceDatasetMapper",
     "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
@@ -33,6 +35,7 @@ DATASET_MAPPERS: Dict[str, Callable] = {
     "mask_former_instance": MaskFormerInstanceDatasetMapper,
     "coco_instance_lsj": COCOInstanceNewBaselineDatasetMapper,
     "coco_panoptic_lsj": COCOPanopticNewBaselineDatasetMapper,
+    "detr_panoptic": DETRPanopticDatasetMapper,  # MaskFormer v1, COCO panoptic
 }
 
 

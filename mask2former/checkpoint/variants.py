@@ -3,7 +3,7 @@
 MaskFormer v1 and Mask2Former share the meta-architecture and most of the pixel decoder's names,
 so loading one's checkpoint into the other's config would otherwise "succeed" with hundreds of
 missing and unexpected keys. `check_same_variant` turns that into one clear error; the
-checkpointer (``mask2former.engine.checkpoint.Mask2FormerCheckpointer``) calls it before loading.
+checkpointer (`mask2former.checkpoint.Mask2FormerCheckpointer`) calls it before loading.
 
 Variants are recognised by characteristic keys of the head's predictor (a leading ``module.``
 of DDP checkpoints is ignored):

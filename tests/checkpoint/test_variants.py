@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from helpers import build_on_meta, load_listing
-from mask2former.engine.checkpoint import Mask2FormerCheckpointer
-from mask2former.modeling.checkpoint_variants import (
+from mask2former.checkpoint import Mask2FormerCheckpointer
+from mask2former.checkpoint.variants import (
     MASK2FORMER,
     MASKFORMER_V1,
     MASKFORMER_V1_OLD_NAMES,

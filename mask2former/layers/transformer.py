@@ -307,7 +307,7 @@ class DetrEncoderLayer(nn.Module):
         self.normalize_before = normalize_before
 
     def forward(self, src, src_key_padding_mask=None, pos=None):
-        """[S, N, C] → [S, N, C]; ``pos`` [S, N, C]; ``src_key_padding_mask`` [N, S] (True = pad)."""
+        """[S, N, C] → [S, N, C]; ``pos`` [S, N, C]; ``src_key_padding_mask`` [N, S] or None."""
         src = self_attention_residual(
             src, self.self_attn, self.norm1, self.dropout1, query_pos=pos,
             key_padding_mask=src_key_padding_mask, normalize_before=self.normalize_before,

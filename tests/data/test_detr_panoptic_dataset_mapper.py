@@ -19,7 +19,9 @@ def _dicts():
     with open(os.path.join(COCO_SAMPLE, "panoptic_coco_categories.json")) as f:
         cats = json.load(f)
     meta = {
-        "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats) if c["isthing"]},
+        "thing_dataset_id_to_contiguous_id": {
+            c["id"]: i for i, c in enumerate(cats) if c["isthing"]
+        },
         "stuff_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats)},
     }
     dicts = load_coco_panoptic_json(

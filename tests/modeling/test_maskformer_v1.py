@@ -79,7 +79,8 @@ def test_v1_config_builds(rel):
     if rel.split("/")[-1].startswith("per_pixel_baseline"):
         assert type(model).__name__ == "SemanticSegmentor"
         plus = "plus" in rel
-        assert type(head).__name__ == ("PerPixelBaselinePlusHead" if plus else "PerPixelBaselineHead")
+        want = "PerPixelBaselinePlusHead" if plus else "PerPixelBaselineHead"
+        assert type(head).__name__ == want
         if plus:
             assert head.predictor.num_queries == cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
             assert head.predictor.class_embed is None
@@ -116,7 +117,8 @@ def test_both_registry_names_build_the_v1_predictor():
 def test_mask2former_decoder_on_one_map_is_a_clear_error():
     """An original v1 YAML has no TRANSFORMER_DECODER_NAME: the Mask2Former default must not
     silently run on res5."""
-    cfg = make_cfg("ade20k/semantic/maskformer_r50.yaml", "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME",
+    cfg = make_cfg("ade20k/semantic/maskformer_r50.yaml",
+                   "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME",
                    "MultiScaleMaskedTransformerDecoder", "MODEL.MASK_FORMER.DROPOUT", "0.0")
     with pytest.raises(ValueError, match="TransformerPredictor"):
         build_model(cfg)

@@ -19,7 +19,9 @@ def get_ade20k_full_metadata():
     return {
         "stuff_classes": [c["name"] for c in ADE20K_FULL_CATEGORIES],
         "stuff_colors": generated_colors(len(ADE20K_FULL_CATEGORIES), seed=7),
-        "stuff_dataset_id_to_contiguous_id": {c["id"]: c["trainId"] for c in ADE20K_FULL_CATEGORIES},
+        "stuff_dataset_id_to_contiguous_id": {
+            c["id"]: c["trainId"] for c in ADE20K_FULL_CATEGORIES
+        },
     }
 
 

@@ -84,6 +84,9 @@ LISTINGS = {
     "cityscapes_panoptic_r101": "cityscapes/panoptic/r101.yaml",
     "coco_panoptic_swin_t": "coco/panoptic/swin_t.yaml",
     "coco_panoptic_swin_l": "coco/panoptic/swin_l.yaml",
+    # MaskFormer v1 (facebookresearch/MaskFormer)
+    "v1_ade20k_semantic_r50": "ade20k/semantic/maskformer_r50.yaml",
+    "v1_coco_panoptic_r50": "coco/panoptic/maskformer_r50.yaml",
 }
 
 

@@ -10,8 +10,9 @@ The model is configs/coco/panoptic/r50.yaml with random weights (no download), A
 full-model clipping as in training, fp32.
 
 Modes: "point" = MODEL.MASK_FORMER.TRAIN_NUM_POINTS 12544 (matcher and losses on sampled
-points); "dense" = TRAIN_NUM_POINTS 0 (matcher and losses on every pixel of the GT masks, the
-1/4-resolution predictions bilinearly upsampled to the GT size).
+points); "dense" = TRAIN_NUM_POINTS 0 (as MaskFormer v1: the matcher on every pixel of the
+1/4-resolution predictions, GT masks resized to them (nearest); the losses on every pixel of
+the GT masks, the predictions bilinearly upsampled to the GT size).
 
 Measured per mode:
 - step time: wall time of forward + backward + optimizer step (median of --steps, after one

@@ -4,7 +4,9 @@
   resume, shape errors that name the config key to change, key mismatches refused when loading
   for inference (``strict_shapes=True``), and the safe loaders below;
 - `weights`: ``.pkl`` (numpy-only unpickler), ``.pth`` (weights-only) and ``.safetensors`` readers;
-- `atomic_io`: write-to-temporary, fsync, rename.
+- `atomic_io`: write-to-temporary, fsync, rename;
+- `variants`: which model variant (Mask2Former, MaskFormer v1, ...) a state_dict holds, so that
+  loading one into the other fails with one clear error.
 """
 from .checkpointer import (  # noqa: F401
     CheckpointKeysError,
@@ -14,3 +16,4 @@ from .checkpointer import (  # noqa: F401
     is_intact_checkpoint,
     shape_mismatch_hints,
 )
+from .variants import CheckpointVariantError, check_same_variant, detect_variant  # noqa: F401

@@ -13,6 +13,8 @@
 * loads ``.safetensors`` (MODEL.WEIGHTS ending in ``.safetensors``), ``.pth`` with
   ``torch.load(weights_only=True)``, and ``.pkl`` model-zoo files with a numpy-only unpickler
   (see :mod:`mask2former.checkpoint.weights`);
+* refuses a checkpoint of another model variant (MaskFormer v1 vs Mask2Former, see
+  :mod:`mask2former.checkpoint.variants`) with an error naming both;
 * explains shape mismatches in terms of the config key to change (e.g. NUM_CLASSES), turns
   them into an error when resuming (or when ``strict_shapes=True``), and logs a one-line summary
   of every partial load;
@@ -33,6 +35,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .atomic_io import atomic_open, atomic_write_bytes, remove_stale_temp_files
+from .variants import check_same_variant
 from .weights import load_pickle_weights, load_safetensors_weights, load_torch_weights
 
 __all__ = ["Mask2FormerCheckpointer", "CheckpointShapeError", "CheckpointKeysError",
@@ -270,6 +273,9 @@ class Mask2FormerCheckpointer(DetectionCheckpointer):
         return load_torch_weights(f)
 
     def _load_model(self, checkpoint: Any):
+        # a MaskFormer v1 checkpoint in a Mask2Former config (or the reverse): one clear error
+        # instead of hundreds of missing/unexpected keys
+        check_same_variant(self.model.state_dict().keys(), checkpoint["model"].keys())
         incompatible = super()._load_model(checkpoint)
         if incompatible is not None and incompatible.incorrect_shapes and (
                 self.strict_shapes or self._resuming):

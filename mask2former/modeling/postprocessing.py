@@ -135,7 +135,8 @@ def panoptic_inference(
     object_mask_threshold: float,
     overlap_threshold: float,
     thing_ids: Collection[int],
-    mask_prob: Optional[torch.Tensor] = None
+    mask_prob: Optional[torch.Tensor] = None,
+    segment_within_mask: bool = True
 ) -> Tuple[torch.Tensor, List[Dict]]:
     """Panoptic segmentation from query predictions.
 
@@ -146,10 +147,15 @@ def panoptic_inference(
     non-empty and assigned / own area >= ``overlap_threshold``. Segments are numbered 1, 2, ...
     in query order; all queries of one stuff class share the first one's id.
 
+    With ``segment_within_mask=False`` (MaskFormer v1) a segment is *every* pixel its query
+    wins, whatever its sigmoid there (so only the pixels of rejected queries stay void), and the
+    intersection condition is dropped.
+
     Args:
         mask_cls: [Q, K+1] logits; mask_pred: [Q, H, W] logits.
         num_classes: K. thing_ids: contiguous ids of the thing classes.
         mask_prob: optional precomputed ``mask_pred.sigmoid()``.
+        segment_within_mask: Mask2Former's rule (True) or MaskFormer v1's (False), see above.
     Returns:
         (int32 [H, W] segment ids, 0 = void; list of {"id", "isthing", "category_id",
         "score"}), where "score" is the class probability of the query that opened the segment
@@ -185,9 +191,11 @@ def panoptic_inference(
         owner = torch.where(better, chunk_owner + start, owner)
         own_prob = torch.where(better, chunk_prob, own_prob)
     owner, own_prob = owner.view(h, w), own_prob.view(h, w)
-    inside = own_prob >= 0.5
-    # owner where the pixel is inside its owner's mask, n (void) elsewhere
-    owner_inside = torch.where(inside, owner, n)
+    if segment_within_mask:
+        # owner where the pixel is inside its owner's mask, n (void) elsewhere
+        owner_inside = torch.where(own_prob >= 0.5, owner, n)
+    else:
+        owner_inside = owner
     mask_area = torch.bincount(owner.flatten(), minlength=n)
     final_area = torch.bincount(owner_inside.flatten(), minlength=n + 1)[:n]
     # the original compares the float ratio `mask_area / original_area` with the threshold

@@ -49,6 +49,19 @@ def test_registered_metadata(pattern, split):
         assert meta.ignore_label == ignore
 
 
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_ade20k_full_has_the_original_class_list(split):
+    """Real names and id maps of MaskFormer v1's ADE20K-full (847 classes), not placeholders."""
+    meta = MetadataCatalog.get(f"ade20k_full_sem_seg_{split}")
+    names = meta.stuff_classes
+    assert len(names) == 847 and len(set(names)) == 847
+    assert names[:3] == ["wall", "building, edifice", "sky"]
+    assert names[-1] == "adding machine, totalizer, totaliser"
+    ids = meta.stuff_dataset_id_to_contiguous_id
+    assert sorted(ids.values()) == list(range(847))
+    assert ids[2978] == 0 and ids[3148] == 846  # ADE20K ids of "wall" and the last class
+
+
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_coco_stuff_10k(split):
     meta = MetadataCatalog.get(f"coco_2017_{split}_stuff_10k_sem_seg")

@@ -19,6 +19,14 @@ IMAGE_CHECKS = {
 }
 
 
+# MaskFormer v1 (facebookresearch/MaskFormer): no instance output; panoptic for COCO only
+V1_FIXTURES = [
+    ("parity_v1_ade20k_semantic_r50.npz", "ade20k/semantic/maskformer_r50.yaml"),
+    ("parity_v1_coco_panoptic_r50.npz", "coco/panoptic/maskformer_r50.yaml"),
+]
+V1_CHECKS = {"input image", "pred_logits", "sem_seg argmax", "sem_seg values"}
+
+
 def _failed(checks):
     return [f"{n}: {d}" for n, ok, d in checks if not ok]
 
@@ -34,6 +42,18 @@ def test_parity_with_original(fixture, config):
         assert sum(n.startswith(base) for n in names) == 2, sorted(names)
     if "swin" in fixture:
         assert sum(n.startswith("backbone.res") for n in names) == 8, sorted(names)
+    assert not _failed(checks), _failed(checks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture,config", V1_FIXTURES)
+def test_parity_with_original_maskformer_v1(fixture, config):
+    checks = parity_tool().run(os.path.join(FIXTURES, fixture), config_path(config))
+    names = {n for n, _, _ in checks}
+    want = V1_CHECKS | ({"panoptic_seg", "segments_info"} if "panoptic" in fixture else set())
+    assert want <= names, sorted(want - names)
+    for base in ("pred_masks", "aux0_pred_masks"):
+        assert sum(n.startswith(base) for n in names) == 2, sorted(names)
     assert not _failed(checks), _failed(checks)
 
 

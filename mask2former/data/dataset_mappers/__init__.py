@@ -13,6 +13,7 @@ from typing import Callable, Dict, Set
 from .coco_instance_new_baseline_dataset_mapper import COCOInstanceNewBaselineDatasetMapper
 from .coco_panoptic_new_baseline_dataset_mapper import COCOPanopticNewBaselineDatasetMapper
 from .color_augmentation import ColorAugSSD, ColorAugSSDTransform
+from .detr_panoptic_dataset_mapper import DETRPanopticDatasetMapper
 from .mask_former_instance_dataset_mapper import MaskFormerInstanceDatasetMapper
 from .mask_former_panoptic_dataset_mapper import MaskFormerPanopticDatasetMapper
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
@@ -24,6 +25,7 @@ __all__ = [
     "COCOPanopticNewBaselineDatasetMapper",
     "ColorAugSSD",
     "ColorAugSSDTransform",
+    "DETRPanopticDatasetMapper",
     "MaskFormerInstanceDatasetMapper",
     "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
@@ -44,6 +46,7 @@ DATASET_MAPPERS: Dict[str, Callable] = {
     "mask_former_instance": MaskFormerInstanceDatasetMapper,
     "coco_instance_lsj": COCOInstanceNewBaselineDatasetMapper,
     "coco_panoptic_lsj": COCOPanopticNewBaselineDatasetMapper,
+    "detr_panoptic": DETRPanopticDatasetMapper,  # MaskFormer v1, COCO panoptic
     "ytvis": YTVISDatasetMapper,
 }
 # names of DATASET_MAPPERS that map a video dict to a clip

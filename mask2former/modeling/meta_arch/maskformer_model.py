@@ -1,4 +1,9 @@
-"""The ``MaskFormer`` meta-architecture (META_ARCH_REGISTRY) of Mask2Former and MaskFormer v1."""
+"""The ``MaskFormer`` meta-architecture (META_ARCH_REGISTRY) of Mask2Former and MaskFormer v1.
+
+Both variants share it; MaskFormer v1 differs only through its config: its predictor and
+pixel decoder, the dense focal loss (MASK_LOSS_TYPE "focal", TRAIN_NUM_POINTS 0), no instance
+output, and its panoptic rule (TEST.PANOPTIC_SEGMENT_WITHIN_MASK False).
+"""
 
 from typing import Dict, List, Tuple
 
@@ -26,10 +31,12 @@ __all__ = ["MaskFormer", "build_criterion"]
 
 
 def build_criterion(cfg, num_classes: int) -> SetCriterion:
-    """The training criterion of ``cfg`` (Hungarian matcher + weighted CE / BCE / dice losses).
+    """The training criterion of ``cfg`` (Hungarian matcher + weighted CE / mask / dice losses).
 
-    With DEEP_SUPERVISION the weights are repeated for the ``DEC_LAYERS - 1`` auxiliary outputs
-    (``loss_ce_0`` ... ``loss_dice_{DEC_LAYERS-2}``).
+    The mask loss is BCE on sampled points (Mask2Former) or, with MASK_LOSS_TYPE "focal" and
+    TRAIN_NUM_POINTS 0, MaskFormer v1's dense focal loss. With DEEP_SUPERVISION the weights are
+    repeated for the ``DEC_LAYERS - 1`` auxiliary outputs (``loss_ce_0`` ...
+    ``loss_dice_{DEC_LAYERS-2}``).
     """
     mf = cfg.MODEL.MASK_FORMER
     matcher = HungarianMatcher(
@@ -37,6 +44,7 @@ def build_criterion(cfg, num_classes: int) -> SetCriterion:
         cost_mask=mf.MASK_WEIGHT,
         cost_dice=mf.DICE_WEIGHT,
         num_points=mf.TRAIN_NUM_POINTS,
+        mask_cost=mf.MASK_LOSS_TYPE,
     )
     weight_dict = {
         "loss_ce": mf.CLASS_WEIGHT,
@@ -57,6 +65,7 @@ def build_criterion(cfg, num_classes: int) -> SetCriterion:
         num_points=mf.TRAIN_NUM_POINTS,
         oversample_ratio=mf.OVERSAMPLE_RATIO,
         importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
+        mask_loss=mf.MASK_LOSS_TYPE,
     )
 
 
@@ -89,6 +98,7 @@ class MaskFormer(nn.Module):
         panoptic_on: bool = False,
         instance_on: bool = False,
         test_topk_per_image: int = 100,
+        panoptic_segment_within_mask: bool = True,
     ):
         """
         Args:
@@ -100,6 +110,9 @@ class MaskFormer(nn.Module):
             pixel_mean, pixel_std: per-channel normalisation in the input format.
             semantic_on, panoptic_on, instance_on: which outputs to produce.
             test_topk_per_image: instances per image.
+            panoptic_segment_within_mask: a panoptic segment is the pixels its query wins
+                where its own sigmoid >= 0.5 (Mask2Former), or all of them (False, MaskFormer
+                v1); see `panoptic_inference`.
         """
         super().__init__()
         self.backbone = backbone
@@ -119,6 +132,7 @@ class MaskFormer(nn.Module):
         self.instance_on = instance_on
         self.panoptic_on = panoptic_on
         self.test_topk_per_image = test_topk_per_image
+        self.panoptic_segment_within_mask = panoptic_segment_within_mask
 
     @classmethod
     def from_config(cls, cfg):
@@ -149,6 +163,7 @@ class MaskFormer(nn.Module):
             "instance_on": test.INSTANCE_ON,
             "panoptic_on": test.PANOPTIC_ON,
             "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "panoptic_segment_within_mask": test.PANOPTIC_SEGMENT_WITHIN_MASK,
         }
 
     @property
@@ -267,6 +282,7 @@ class MaskFormer(nn.Module):
                 overlap_threshold=self.overlap_threshold,
                 thing_ids=self.thing_ids,
                 mask_prob=mask_prob,
+                segment_within_mask=self.panoptic_segment_within_mask,
             )
         if self.instance_on:
             result["instances"] = retry_if_cuda_oom(instance_inference)(

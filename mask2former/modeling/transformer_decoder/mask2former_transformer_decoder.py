@@ -31,12 +31,13 @@ def decode_queries(queries, decoder_norm, class_embed, mask_embed):
 
     Args:
         queries: [Q, N, C] decoder output (sequence-first).
-        decoder_norm: LayerNorm applied first; class_embed: Linear(C, K+1) or None (then no
-            logits are computed); mask_embed: MLP(C → mask_dim).
+        decoder_norm: LayerNorm applied first (None: the queries are already normalised);
+            class_embed: Linear(C, K+1) or None (then no logits are computed);
+            mask_embed: MLP(C → mask_dim).
     Returns:
         class logits [N, Q, K+1] (None without class_embed), mask embeddings [N, Q, mask_dim].
     """
-    out = decoder_norm(queries).transpose(0, 1)
+    out = (queries if decoder_norm is None else decoder_norm(queries)).transpose(0, 1)
     logits = class_embed(out) if class_embed is not None else None
     return logits, mask_embed(out)
 
@@ -190,6 +191,15 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         mf = cfg.MODEL.MASK_FORMER
         if mf.DEC_LAYERS < 1:
             raise ValueError(f"MODEL.MASK_FORMER.DEC_LAYERS must be >= 1, got {mf.DEC_LAYERS}")
+        if mf.TRANSFORMER_IN_FEATURE != "multi_scale_pixel_decoder":
+            raise ValueError(
+                "MultiScaleMaskedTransformerDecoder reads the pixel decoder's multi-scale maps: "
+                "set MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE 'multi_scale_pixel_decoder' (got "
+                f"{mf.TRANSFORMER_IN_FEATURE!r}). A MaskFormer v1 config (one feature map, e.g. "
+                "'res5' or 'transformer_encoder') needs TRANSFORMER_DECODER_NAME "
+                "'TransformerPredictor' and, to train as v1, MASK_LOSS_TYPE 'focal' with "
+                "TRAIN_NUM_POINTS 0 (see configs/*/*/maskformer_*.yaml)"
+            )
         if mf.DROPOUT != 0.0:
             raise ValueError(
                 "MultiScaleMaskedTransformerDecoder has no dropout (as released); "

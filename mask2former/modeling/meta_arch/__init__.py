@@ -2,3 +2,4 @@
 
 from .mask_former_head import MaskFormerHead  # noqa: F401
 from .maskformer_model import MaskFormer  # noqa: F401
+from .video_maskformer_model import VideoMaskFormer  # noqa: F401

@@ -198,6 +198,14 @@ class HungarianMatcher(nn.Module):
         )
 
 
+def _check_clip_masks(masks: torch.Tensor) -> torch.Tensor:
+    if masks.dim() != 4:
+        raise ValueError(
+            f"VideoHungarianMatcher expects per-clip masks [R, T, H, W], got {tuple(masks.shape)}"
+        )
+    return masks
+
+
 class VideoHungarianMatcher(HungarianMatcher):
     """Hungarian matching of clips (Mask2Former-VIS, SPEC §9).
 
@@ -211,15 +219,13 @@ class VideoHungarianMatcher(HungarianMatcher):
 
     @staticmethod
     def as_channels(masks: torch.Tensor) -> torch.Tensor:
-        if masks.dim() != 4:
-            raise ValueError(
-                "VideoHungarianMatcher expects per-clip masks [R, T, H, W], got "
-                f"{tuple(masks.shape)}"
-            )
-        return masks
+        """Clip masks [R, T, h, w]: the T frames are the channels sharing the points."""
+        return _check_clip_masks(masks)
 
     def cost_matrix(self, logits, pred_masks, labels, tgt_masks):
         """See `HungarianMatcher.cost_matrix`; pred_masks [Q, T, h, w], tgt_masks [G, T, H, W]."""
+        _check_clip_masks(pred_masks)
+        _check_clip_masks(tgt_masks)
         if pred_masks.shape[1] != tgt_masks.shape[1]:
             raise ValueError(
                 f"VideoHungarianMatcher: predictions have {pred_masks.shape[1]} frames but the "

@@ -6,10 +6,9 @@ import os
 
 import torch
 
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from mask2former import add_maskformer2_config
+import helpers
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))
@@ -49,11 +48,8 @@ def all_config_files():
 
 
 def make_cfg(rel, *opts):
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(config_path(rel))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *opts])
-    return cfg
+    # tests/helpers.make_cfg: also adds the video keys for configs/youtubevis_*
+    return helpers.make_cfg(rel, *opts)
 
 
 @functools.lru_cache(maxsize=None)

@@ -66,4 +66,5 @@ def test_2d_encoding_matches_direct_formula():
             for i in range(num_feats):
                 want[i, y, x] = _sine((y + 1) / (h + 1e-6) * 2 * math.pi, i, num_feats)
                 want[num_feats + i, y, x] = _sine((x + 1) / (w + 1e-6) * 2 * math.pi, i, num_feats)
-    torch.testing.assert_close(out[0], torch.as_tensor(want, dtype=torch.float32), rtol=1e-5, atol=2e-6)
+    want = torch.as_tensor(want, dtype=torch.float32)
+    torch.testing.assert_close(out[0], want, rtol=1e-5, atol=2e-6)

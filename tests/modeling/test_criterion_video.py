@@ -37,7 +37,7 @@ def test_dense_losses_equal_per_instance_frame_loops():
     gen = torch.Generator().manual_seed(0)
     t, h, w = 3, 6, 7
     pred = torch.randn(2, 4, t, h, w, generator=gen)
-    masks = [torch.rand(2, t, h, w, generator=gen) > 0.5, torch.rand(1, t, h, w, generator=gen) > 0.5]
+    masks = [torch.rand(g, t, h, w, generator=gen) > 0.5 for g in (2, 1)]
     targets = [{"labels": torch.tensor([1, 2]), "masks": masks[0]},
                {"labels": torch.tensor([3]), "masks": masks[1]}]
     indices = [(torch.tensor([3, 0]), torch.tensor([1, 0])), (torch.tensor([2]), torch.tensor([0]))]
@@ -61,7 +61,8 @@ def test_forward_with_aux_outputs_backward():
     logits = torch.randn(2, 4, 5, generator=gen, requires_grad=True)
     outputs = {"pred_logits": logits, "pred_masks": pred,
                "aux_outputs": [{"pred_logits": logits * 0.5, "pred_masks": pred * 0.5}]}
-    targets = [{"labels": torch.tensor([1]), "masks": torch.rand(1, t, 16, 16, generator=gen) > 0.5},
+    mask = torch.rand(1, t, 16, 16, generator=gen) > 0.5
+    targets = [{"labels": torch.tensor([1]), "masks": mask},
                {"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, t, 16, 16)}]
     losses = _criterion(64)(outputs, targets)
     assert set(losses) == {"loss_ce", "loss_mask", "loss_dice",

@@ -207,7 +207,8 @@ def test_error_training_clip_length():
 
 
 def test_error_image_model_given_frames():
-    model = _tiny("MODEL.META_ARCHITECTURE", "MaskFormer", "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME",
+    model = _tiny("MODEL.META_ARCHITECTURE", "MaskFormer",
+                  "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME",
                   "MultiScaleMaskedTransformerDecoder").eval()
     with pytest.raises(ValueError, match="VideoMaskFormer"):
         model([{"image": [_frame(0), _frame(1)]}])

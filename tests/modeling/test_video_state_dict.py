@@ -21,7 +21,10 @@ VIDEO_LISTINGS = {
 
 
 def _layout(model):
-    return {k: [list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in model.state_dict().items()}
+    return {
+        k: [list(v.shape), str(v.dtype).replace("torch.", "")]
+        for k, v in model.state_dict().items()
+    }
 
 
 @pytest.mark.parametrize("name", sorted(VIDEO_LISTINGS))
@@ -55,7 +58,9 @@ def test_released_video_pkl_loads_exactly(tmp_path):
     model = build_model(make_cfg(rel))
     g = torch.Generator().manual_seed(0)
     weights = {
-        k: (torch.randn(v.shape, generator=g).to(v.dtype) if v.is_floating_point() else v.clone()).numpy()
+        k: (
+            torch.randn(v.shape, generator=g).to(v.dtype) if v.is_floating_point() else v.clone()
+        ).numpy()
         for k, v in model.state_dict().items()
     }
     assert set(weights) == set(load_listing("ytvis2019_r50")["state_dict"])

@@ -17,7 +17,8 @@ from mask2former.modeling.transformer_decoder.mask2former_transformer_decoder im
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return build_model(make_cfg(TINY_VIDEO_CONFIG, *TINY_VIDEO_OPTS, "INPUT.SAMPLING_FRAME_NUM", "2"))
+    cfg = make_cfg(TINY_VIDEO_CONFIG, *TINY_VIDEO_OPTS, "INPUT.SAMPLING_FRAME_NUM", "2")
+    return build_model(cfg)
 
 
 def _features(model, n, seed, h=64, w=96):

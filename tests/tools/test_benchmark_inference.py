@@ -86,7 +86,7 @@ def test_rejects_bad_size():
 
 
 def test_video_frames_smoke_run(capsys):
-    """--video-frames: one clip per call for each T; clips longer than --window-size run in windows."""
+    """--video-frames: one clip per call for each T; longer clips than --window-size: windowed."""
     from helpers import TINY_VIDEO_OPTS, config_path
 
     times = _tool().main(

@@ -133,8 +133,8 @@ class VideoMaskFormer(MaskFormer):
         if isinstance(frames, torch.Tensor):
             raise ValueError(
                 f"VideoMaskFormer input {index}: 'image' is one tensor of shape "
-                f"{tuple(frames.shape)}, but a clip is a list of T frame tensors [C, H, W]. A video "
-                "config needs the clip dataset mapper (YouTube-VIS), not an image dataset mapper; "
+                f"{tuple(frames.shape)}, but a clip is a list of T frame tensors [C, H, W]. "
+                "A video config needs the clip dataset mapper (YouTube-VIS), not an image dataset mapper; "
                 "for single images use an image config (MODEL.META_ARCHITECTURE 'MaskFormer')"
             )
         if not isinstance(frames, (list, tuple)):
@@ -211,7 +211,9 @@ class VideoMaskFormer(MaskFormer):
                     f"frame ({self.num_frames})"
                 )
             num = len(frames[0])
-            masks = torch.zeros((num, len(frames), h_pad, w_pad), dtype=torch.bool, device=self.device)
+            masks = torch.zeros(
+                (num, len(frames), h_pad, w_pad), dtype=torch.bool, device=self.device
+            )
             ids = []
             for t, inst in enumerate(frames):
                 if len(inst) != num or not inst.has("gt_ids"):
@@ -242,7 +244,8 @@ class VideoMaskFormer(MaskFormer):
 
     # --- inference ----------------------------------------------------------------------------
     def clip_predictions(self, frames: List[torch.Tensor]):
-        """All frames at once: (scores [Q, K], mask logits [Q, T, h, w], padded size, image size)."""
+        """All frames at once: (scores [Q, K], mask logits [Q, T, h, w], padded size, image
+        size)."""
         images = self.normalize_and_pad(frames)
         outputs = self.predict(images, return_aux=False)
         scores = F.softmax(outputs["pred_logits"][0], dim=-1)[:, :-1]
@@ -260,7 +263,8 @@ class VideoMaskFormer(MaskFormer):
             del outputs
             if reference is not None:
                 order = associate_queries(reference, embeddings)
-                probs, window_masks, embeddings = probs[order], window_masks[order], embeddings[order]
+                probs, window_masks = probs[order], window_masks[order]
+                embeddings = embeddings[order]
             n = window_masks.shape[1]
             prob_sum = probs * n if prob_sum is None else prob_sum + probs * n
             masks.append(window_masks)

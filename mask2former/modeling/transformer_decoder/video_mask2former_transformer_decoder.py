@@ -19,7 +19,7 @@ __all__ = ["VideoMultiScaleMaskedTransformerDecoder", "video_mask_logits_from_em
 
 
 def video_mask_logits_from_embeddings(embeddings, mask_features):
-    """Mask logits of a clip: embeddings [B, Q, D] times features [B, T, D, H, W] → [B, Q, T, H, W]."""
+    """Mask logits of clips: embeddings [B, Q, D], features [B, T, D, H, W] → [B, Q, T, H, W]."""
     return torch.einsum("bqc,btchw->bqthw", embeddings, mask_features)
 
 

@@ -71,7 +71,7 @@ bench: build
 	$(PY) tools/benchmark_ms_deform_attn.py
 
 clean:
-	rm -rf build mask2former/_C*.so $(EXT)
+	rm -rf build mask2former/_C*.so mask2former/_allocator*.so $(EXT)
 
 distclean: clean
 	rm -rf $(VENV) .cuda-check-venv

@@ -1,8 +1,9 @@
-"""Package `mask2former` and build its compiled op `mask2former._C`.
+"""Package `mask2former` and build its two compiled extensions.
 
-The C++ CPU kernels of multi-scale deformable attention (mask2former/layers/csrc) and the CPU
-caching allocator (mask2former/utils/csrc) are always built. The CUDA kernels
-are added when FORCE_CUDA=1, or when a GPU is visible and CUDA_HOME is set;
+- `mask2former._C`: the multi-scale deformable-attention op (mask2former/layers/csrc): C++ CPU
+  kernels always, CUDA kernels when FORCE_CUDA=1, or when a GPU is visible and CUDA_HOME is set;
+- `mask2former._allocator`: the CPU caching allocator (mask2former/utils/csrc), C++ only.
+
 TORCH_CUDA_ARCH_LIST selects the GPU architectures (torch's default otherwise).
 The build needs torch at build time: install with `pip install --no-build-isolation -e .`.
 """
@@ -21,8 +22,8 @@ except ImportError as e:  # pragma: no cover - a build-environment error
     ) from e
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CSRC = os.path.join("mask2former", "layers", "csrc")  # the op; also the include directory
-CSRC_DIRS = (CSRC, os.path.join("mask2former", "utils", "csrc"))
+CSRC = os.path.join("mask2former", "layers", "csrc")  # the op; also its include directory
+ALLOCATOR_CSRC = os.path.join("mask2former", "utils", "csrc")
 
 
 def want_cuda():
@@ -32,8 +33,8 @@ def want_cuda():
 
 
 def get_extensions():
-    cpp = sorted(f for d in CSRC_DIRS for f in glob.glob(os.path.join(d, "**", "*.cpp"), recursive=True))
-    cu = sorted(f for d in CSRC_DIRS for f in glob.glob(os.path.join(d, "**", "*.cu"), recursive=True))
+    cpp = sorted(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
+    cu = sorted(glob.glob(os.path.join(CSRC, "**", "*.cu"), recursive=True))
     if not cpp:
         print(f"warning: no C++ sources under {CSRC}; building without mask2former._C")
         return []
@@ -58,6 +59,7 @@ def get_extensions():
             "-D__CUDA_NO_HALF2_OPERATORS__",
             "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
         ]
+    openmp_link = ["-fopenmp"] if "-fopenmp" in extra["cxx"] else []
     return [
         ext_cls(
             "mask2former._C",
@@ -65,8 +67,13 @@ def get_extensions():
             include_dirs=[os.path.join(HERE, CSRC)],
             define_macros=define_macros,
             extra_compile_args=extra,
-            extra_link_args=["-fopenmp"] if "-fopenmp" in extra["cxx"] else [],
-        )
+            extra_link_args=openmp_link,
+        ),
+        CppExtension(
+            "mask2former._allocator",
+            sorted(glob.glob(os.path.join(ALLOCATOR_CSRC, "*.cpp"))),
+            extra_compile_args={"cxx": ["-O3"]},
+        ),
     ]
 
 

@@ -29,17 +29,14 @@ except ModuleNotFoundError as e:  # running from a checkout without `pip install
     if e.name != "mask2former":
         raise
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mask2former import add_maskformer2_config  # noqa: E402
-from mask2former.engine import ConfigError, add_reliability_config, merge_config_checked  # noqa: E402
+from mask2former.config import add_maskformer2_config, merge_config_checked  # noqa: E402
+from mask2former.data.robust_loading import read_image  # noqa: E402  (16-bit, RGBA, ...)
 from mask2former.utils.allocator import cpu_caching_allocator  # noqa: E402
-from mask2former.utils.sample_loading import read_image  # noqa: E402  (16-bit, RGBA, ...)
+from mask2former.utils.visualizer import TASKS, VisualizationDemo  # noqa: E402
 
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from detectron2.utils.visualizer import ColorMode  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from predictor import TASKS, VisualizationDemo  # noqa: E402
 
 WINDOW_NAME = "mask2former"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -262,7 +259,6 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logger(name="fvcore")
     setup_logger(name="demo")
-    setup_logger(name="predictor")
     logger.info("Arguments: " + str(args))
     if not args.output:
         check_gui()

@@ -87,6 +87,17 @@ def build_on_meta(rel, *opts):
         return build_model(cfg)
 
 
+# state_dict listing (tests/fixtures/state_dict/<name>.json) -> our config file
+LISTINGS = {
+    "coco_panoptic_r50": "coco/panoptic/r50.yaml",
+    "ade20k_semantic_r50": "ade20k/semantic/r50.yaml",
+    "cityscapes_panoptic_r101": "cityscapes/panoptic/r101.yaml",
+    "coco_panoptic_swin_t": "coco/panoptic/swin_t.yaml",
+    "coco_panoptic_swin_l": "coco/panoptic/swin_l.yaml",
+    "ytvis2019_r50": "youtubevis_2019/r50.yaml",
+    "ytvis2019_swin_t": "youtubevis_2019/swin_t.yaml",
+}
+
 # A small video model (R18 GN, width 32, 4 queries, 2 decoder layers) on top of
 # configs/youtubevis_2019/r50.yaml: the structure of the released model, fast on CPU.
 TINY_VIDEO_CONFIG = "youtubevis_2019/r50.yaml"
@@ -124,3 +135,59 @@ def load_script(path: str, module_name: str, *, register: bool = False):
         sys.modules.pop(module_name, None)  # no half-initialised module for later calls
         raise
     return module
+
+
+# A tiny Mask2Former (R18-like backbone, 32-d head, 8 queries, 3 decoder layers) on 64x64
+# synthetic COCO-panoptic data; deterministic mapper (no scale jitter, no flip), FrozenBN so
+# that the per-process batch size does not change the maths.
+TINY_TRAIN_CONFIG = f"""
+_BASE_: {CONFIGS}/coco/panoptic/r50.yaml
+MODEL:
+  WEIGHTS: ""
+  DEVICE: cpu
+  RESNETS:
+    DEPTH: 18
+    RES2_OUT_CHANNELS: 64
+    NORM: "FrozenBN"
+  SEM_SEG_HEAD:
+    NUM_CLASSES: 7
+    CONVS_DIM: 32
+    MASK_DIM: 32
+    TRANSFORMER_ENC_LAYERS: 1
+  MASK_FORMER:
+    HIDDEN_DIM: 32
+    NUM_OBJECT_QUERIES: 8
+    NHEADS: 4
+    DIM_FEEDFORWARD: 64
+    DEC_LAYERS: 4
+    TRAIN_NUM_POINTS: 256
+    TEST:
+      SEMANTIC_ON: True
+      INSTANCE_ON: False
+      PANOPTIC_ON: True
+DATASETS:
+  TRAIN: ("synthetic_panoptic_train",)
+  TEST: ("synthetic_panoptic_val",)
+INPUT:
+  DATASET_MAPPER_NAME: "coco_panoptic_lsj"
+  IMAGE_SIZE: 64
+  MIN_SCALE: 1.0
+  MAX_SCALE: 1.0
+  RANDOM_FLIP: "none"
+  MIN_SIZE_TEST: 64
+  MAX_SIZE_TEST: 64
+SOLVER:
+  IMS_PER_BATCH: 2
+  BASE_LR: 0.003
+  MAX_ITER: 8
+  WARMUP_ITERS: 0
+  CHECKPOINT_PERIOD: 4
+  STEPS: ()
+  AMP:
+    ENABLED: False
+TEST:
+  EVAL_PERIOD: 0
+DATALOADER:
+  NUM_WORKERS: 0
+SEED: 7
+"""

@@ -3,7 +3,8 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO as ROOT
+
 
 
 def test_collect_env_reports_versions_and_backends():

@@ -6,8 +6,8 @@ import pytest
 
 from detectron2.config import get_cfg
 
-from mask2former import add_maskformer2_config
-from modeling.model_helpers import all_config_files as model_configs
+from mask2former import add_maskformer2_config, add_maskformer2_video_config
+from helpers import all_config_files as model_configs, is_video_config
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 
@@ -93,6 +93,8 @@ def new_cfg():
 
 def load(rel):
     cfg = new_cfg()
+    if is_video_config(rel):
+        add_maskformer2_video_config(cfg)
     cfg.merge_from_file(os.path.join(CONFIGS, rel))
     return cfg
 
@@ -358,3 +360,39 @@ def test_maskformer_v1_config():
     assert cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME == "StandardTransformerDecoder"
     assert cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE == "res5"
     assert cfg.MODEL.MASK_FORMER.DEC_LAYERS == 6
+
+
+def _base_chain(path):
+    """The files a config inherits from, itself first (following _BASE_)."""
+    import yaml
+
+    chain = [os.path.normpath(path)]
+    while True:
+        with open(chain[-1]) as f:
+            base = (yaml.safe_load(f) or {}).get("_BASE_")
+        if not base:
+            return chain
+        chain.append(os.path.normpath(os.path.join(os.path.dirname(chain[-1]), base)))
+
+
+@pytest.mark.parametrize("rel", model_configs())
+def test_at_most_three_levels_of_base(rel):
+    """Per-dataset/task bases plus per-backbone overrides: a model config, its task base, the
+    dataset base and the family base at most (the original has at most two levels)."""
+    chain = _base_chain(os.path.join(CONFIGS, rel))
+    assert len(chain) - 1 <= 3, " -> ".join(os.path.relpath(c, CONFIGS) for c in chain)
+    # a model config never inherits from another model config: only from Base-*.yaml files
+    assert all(os.path.basename(c).startswith("Base-") for c in chain[1:]), chain
+
+
+@pytest.mark.parametrize("rel", model_configs())
+def test_no_inert_keys(rel):
+    """The config files never write keys the built model does not read: the DeepLab stem keys
+    only matter to the DeepLab ResNet (build_resnet_deeplab_backbone)."""
+    cfg = load(rel)
+    inert = () if "deeplab" in cfg.MODEL.BACKBONE.NAME else ("STEM_TYPE:", "RES5_MULTI_GRID:")
+    for path in _base_chain(os.path.join(CONFIGS, rel)):
+        with open(path) as f:
+            text = f.read()
+        assert not [k for k in inert if k in text], f"{path} sets keys {rel} never reads"
+        assert "not used" not in text, f"{path} has a key commented 'not used'"

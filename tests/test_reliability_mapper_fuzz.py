@@ -17,9 +17,10 @@ from detectron2.data import DatasetCatalog
 
 from mask2former import add_maskformer2_config
 from mask2former.data.dataset_mappers import build_dataset_mapper
-from mask2former.utils.sample_loading import RobustDatasetMapper, read_skip_log, set_skip_log
+from mask2former.data.robust_loading import RobustDatasetMapper, read_skip_log, set_skip_log
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO as ROOT
+
 NUM_CLASSES = 7
 
 

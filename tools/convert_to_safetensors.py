@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mask2former.utils.weights import (  # noqa: E402
+from mask2former.checkpoint.weights import (  # noqa: E402
     UnsafeCheckpointError,
     load_safetensors_weights,
     load_weights_file,

@@ -147,7 +147,7 @@ grads = torch.autograd.grad(out, (v, loc, w))
 for a, r in zip([out, *grads], res["native"]):
     torch.testing.assert_close(a, r)
 print(f"cuda-check: mask2former.layers on torch {torch.__version__}: native == pytorch (forward + 3 grads), torch.compile(fullgraph) OK")
-# the CPU caching allocator of the same library (mask2former/utils/csrc) on this torch
+# the CPU caching allocator (its own extension, mask2former._allocator) on this torch
 from mask2former.utils.allocator import cpu_caching_allocator, cpu_caching_allocator_stats
 x, k = torch.randn(1, 16, 256, 256, generator=g), torch.randn(16, 16, 3, 3, generator=g)
 want = torch.nn.functional.conv2d(x, k, padding=1)

@@ -38,7 +38,7 @@ from detectron2.modeling import build_model
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mask2former import add_maskformer2_config  # noqa: E402
-from mask2former.engine import Mask2FormerCheckpointer  # noqa: E402
+from mask2former.checkpoint import Mask2FormerCheckpointer  # noqa: E402
 from mask2former.layers import MSDeformAttn  # noqa: E402
 
 OUTPUT_NAMES = ("pred_logits", "pred_masks")

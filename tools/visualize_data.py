@@ -29,17 +29,14 @@ except ModuleNotFoundError as e:  # running from a checkout without `pip install
     if e.name != "mask2former":
         raise
     sys.path.insert(0, ROOT)
-from mask2former import add_maskformer2_config  # noqa: E402
-from mask2former.engine import add_reliability_config, merge_config_checked  # noqa: E402
+from mask2former.config import add_maskformer2_config, merge_config_checked  # noqa: E402
 
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.data import detection_utils as utils  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from detectron2.utils.visualizer import Visualizer  # noqa: E402
-
-sys.path.insert(0, os.path.join(ROOT, "demo"))
-from predictor import full_class_metadata  # noqa: E402
+from mask2former.utils.visualizer import full_class_metadata  # noqa: E402
 
 logger = logging.getLogger("visualize_data")
 KINDS = ("auto", "panoptic", "instance", "semantic")
@@ -131,7 +128,6 @@ def get_parser():
 def setup_cfg(args):
     cfg = get_cfg()
     add_maskformer2_config(cfg)
-    add_reliability_config(cfg)
     merge_config_checked(cfg, args.config_file, args.opts)
     if args.dataset:
         cfg.DATASETS.TRAIN = (args.dataset,)
@@ -181,8 +177,7 @@ def main(argv=None) -> int:
             Image.fromarray(image).save(os.path.join(args.output_dir, stem + ".png"))
             count += 1
     else:
-        sys.path.insert(0, ROOT)
-        from train_net import Trainer  # the loader (and mapper) training uses
+        from mask2former.engine import Trainer  # the loader (and mapper) training uses
 
         loader = Trainer.build_train_loader(cfg)
         bar = tqdm.tqdm(total=args.num or None, desc=f"drawing {name} (dataloader)", unit="img")

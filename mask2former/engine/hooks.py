@@ -196,7 +196,7 @@ class SkippedSamplesSummary(HookBase):
         self._last_count = 0
 
     def _log(self, force: bool = False):
-        from ..utils.sample_loading import read_skip_log, summarize_skip_log
+        from ..data.robust_loading import read_skip_log, summarize_skip_log
 
         n = len(read_skip_log(self.skip_log, "train"))
         if n != self._last_count or (force and n):

@@ -4,7 +4,7 @@ from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 
-from .checkpoint import Mask2FormerCheckpointer
+from ..checkpoint import Mask2FormerCheckpointer
 
 __all__ = ["SafeDefaultPredictor"]
 

@@ -85,8 +85,8 @@ if _HAS_EXT:
 
 
 def extension_loaded() -> bool:
-    """Whether the compiled extension ``mask2former._C`` is loaded (its operators, the op's
-    kernels and the CPU caching allocator, are then in ``torch.ops.mask2former``)."""
+    """Whether the compiled extension ``mask2former._C`` is loaded (the op's kernels are then in
+    ``torch.ops.mask2former``)."""
     return _HAS_EXT
 
 

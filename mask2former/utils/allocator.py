@@ -6,8 +6,8 @@ with fresh ``mmap`` calls and unmaps them on ``free``, so every such block is pa
 again, zero-filled, for every image: about a quarter of a millisecond per MB, which was most of
 the post-processing time at 512x512 on a 2-core machine.
 
-`enable_cpu_caching_allocator` installs the compiled allocator of ``mask2former._C``
-(``mask2former/utils/csrc/cpu_caching_allocator.cpp``): freed CPU blocks of at least
+`enable_cpu_caching_allocator` installs the compiled allocator, its own small extension
+``mask2former._allocator`` (``mask2former/utils/csrc/cpu_caching_allocator.cpp``): freed CPU blocks of at least
 ``min_block_bytes`` are kept (up to ``max_cached_bytes``) and reused for later requests of
 about the same size; smaller requests go to torch's allocator as before. The cost is that the
 process keeps up to ``max_cached_bytes`` of freed memory. It is process-wide, so the library
@@ -20,7 +20,9 @@ process: preload jemalloc or tcmalloc, or ``GLIBC_TUNABLES=glibc.malloc.mmap_max
 """
 
 import contextlib
+import importlib.util
 import logging
+import os
 from typing import Dict, Iterator
 
 import torch
@@ -38,13 +40,28 @@ logger = logging.getLogger(__name__)
 _STATS = ("enabled", "cached_bytes", "in_use_bytes", "hits", "misses", "cached_blocks")
 
 
-def _ops():
-    """The allocator's operators, or None when mask2former._C is not built."""
-    from mask2former.layers.ms_deform_attn import extension_loaded
-
-    if not extension_loaded():
+def _load_ops():
+    """The allocator's operators, or None when mask2former._allocator is not built/loadable (or
+    MASK2FORMER_DISABLE_EXT=1 disables the compiled extensions)."""
+    if os.environ.get("MASK2FORMER_DISABLE_EXT", "0") == "1":
         return None
-    return torch.ops.mask2former
+    if importlib.util.find_spec("mask2former._allocator") is None:
+        return None
+    try:
+        from mask2former import _allocator  # noqa: F401  (registers torch.ops.mask2former_allocator)
+    except ImportError as e:  # built against another torch, say
+        logger.warning("mask2former._allocator exists but cannot be loaded (%s); rebuild it with "
+                       "`make build`. The CPU allocator stays torch's.", e)
+        return None
+    return torch.ops.mask2former_allocator
+
+
+_OPS = _load_ops()
+
+
+def _ops():
+    """The allocator's operators, or None when the extension is not built."""
+    return _OPS
 
 
 def enable_cpu_caching_allocator(
@@ -65,7 +82,7 @@ def enable_cpu_caching_allocator(
         )
     ops = _ops()
     if ops is None:
-        logger.info("CPU caching allocator: mask2former._C is not built; allocator unchanged")
+        logger.info("CPU caching allocator: mask2former._allocator is not built; allocator unchanged")
         return False
     return bool(ops.set_cpu_caching_allocator(True, int(max_cached_bytes), int(min_block_bytes)))
 

@@ -27,12 +27,11 @@ from mask2former.data.dataset_mappers import (
     ColorAugSSDTransform,
     build_dataset_mapper,
 )
-from mask2former.data.dataset_mappers.common import rgb_to_id
-from mask2former.data.datasets.panoptic import load_panoptic_json
+from mask2former.data.datasets.panoptic import load_panoptic_json, rgb2id
 from mask2former.data.datasets.register_ade20k_panoptic import get_ade20k_panoptic_metadata
 
-COCO_SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
-                           "data", "coco_panoptic_sample")
+from helpers import COCO_SAMPLE
+
 _TEST_DATASET = "_test_mappers_meta"  # only metadata (ignore_label) is looked up by the mappers
 
 
@@ -117,7 +116,7 @@ def coco_instance_dicts():
 
 def _expected_segments(d, contiguous=True):
     """(class, pixel count) of the non-crowd segments of a COCO panoptic dict, at full size."""
-    pan = rgb_to_id(np.asarray(Image.open(d["pan_seg_file_name"]).convert("RGB")))
+    pan = rgb2id(np.asarray(Image.open(d["pan_seg_file_name"]).convert("RGB")))
     return {
         s["id"]: (s["category_id"], int((pan == s["id"]).sum()))
         for s in d["segments_info"]

@@ -19,7 +19,9 @@ from mask2former.data.datasets.register_coco_panoptic_annos_semseg import (
     get_coco_panoptic_metadata,
 )
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared/data/coco_panoptic_sample"
+from helpers import COCO_SAMPLE
+
+SAMPLE = Path(COCO_SAMPLE)
 
 
 def _sample():

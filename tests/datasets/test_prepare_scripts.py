@@ -17,8 +17,10 @@ from mask2former.data.datasets.builtin_categories import (
 from mask2former.data.datasets.panoptic import rgb2id
 from mask2former.data.datasets.testing import write_ade20k_raw_sample
 
-REPO = Path(__file__).resolve().parents[2]
-COCO_SAMPLE = REPO.parent / "shared" / "data" / "coco_panoptic_sample"
+import helpers
+
+REPO = Path(helpers.REPO)
+COCO_SAMPLE = Path(helpers.COCO_SAMPLE)
 
 
 def script(name):

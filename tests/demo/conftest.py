@@ -10,15 +10,12 @@ from torch import nn
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes, Instances
 
-from script_loading import load_script
-
-COCO_IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
-                           "data", "coco_panoptic_sample", "input_images")
+from helpers import COCO_IMAGES, load_script
 FAKE_ARCH = "_DemoTestFakeModel"
 
 
 def load_demo_module():
-    """Import demo/demo.py (and with it demo/predictor.py) like the script does."""
+    """Import demo/demo.py like the script does."""
     return load_script("demo/demo.py", "m2f_demo_script", register=True)
 
 

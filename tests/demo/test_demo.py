@@ -1,6 +1,5 @@
 """demo/demo.py and demo/predictor.py with a fake model whose outputs are known (fast), on the
 real COCO sample photos, broken files and a small video."""
-import glob
 import logging
 import os
 
@@ -13,8 +12,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode
 
-COCO_IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
-                           "data", "coco_panoptic_sample", "input_images")  # as conftest.py
+from helpers import COCO_IMAGES, config_path
+
 
 
 class _Records(logging.Handler):
@@ -37,7 +36,7 @@ def demo_log():
 
 # --------------------------------------------------------------------------- pure helpers
 def test_filter_instances(demo_module):
-    from predictor import filter_instances
+    from mask2former.utils.visualizer import filter_instances
 
     inst = Instances((4, 4), scores=torch.tensor([0.9, 0.2, 0.5]), pred_classes=torch.tensor([0, 1, 2]))
     assert filter_instances(inst, 0.5).pred_classes.tolist() == [0, 2]
@@ -45,7 +44,7 @@ def test_filter_instances(demo_module):
 
 
 def test_filter_panoptic(demo_module):
-    from predictor import filter_panoptic
+    from mask2former.utils.visualizer import filter_panoptic
 
     seg = torch.tensor([[1, 1, 2], [3, 3, 0]], dtype=torch.int32)
     infos = [{"id": 1, "score": 0.9}, {"id": 2, "score": 0.1}, {"id": 3, "score": 0.6}]
@@ -58,7 +57,7 @@ def test_filter_panoptic(demo_module):
 
 
 def test_choose_task(demo_module):
-    from predictor import choose_task
+    from mask2former.utils.visualizer import choose_task
 
     assert choose_task({"sem_seg": 0, "instances": 0, "panoptic_seg": 0}) == "panoptic"
     assert choose_task({"sem_seg": 0, "instances": 0}) == "instance"
@@ -70,7 +69,7 @@ def test_choose_task(demo_module):
 
 
 def test_full_class_metadata(demo_module, fake_config):
-    from predictor import full_class_metadata
+    from mask2former.utils.visualizer import full_class_metadata
 
     meta = MetadataCatalog.get("_demo_test_fake_val")
     full = full_class_metadata(meta, 4)
@@ -84,7 +83,7 @@ def test_full_class_metadata(demo_module, fake_config):
 def _demo(demo_module, fake_config, **kwargs):
     args = demo_module.get_parser().parse_args(["--config-file", fake_config, "--input", "x"])
     cfg = demo_module.setup_cfg(args)
-    from predictor import VisualizationDemo
+    from mask2former.utils.visualizer import VisualizationDemo
 
     return VisualizationDemo(cfg, **kwargs)
 
@@ -147,7 +146,7 @@ def test_cli_images_and_broken_files(demo_module, fake_config, broken_images, tm
         assert a.shape == b.shape and _changed(a, b, (0.1, 0.9), (0.1, 0.9)) > 5
     log = "\n".join(demo_log)
     for bad in ("garbage.jpg", "empty.png", "truncated.jpg", "missing_*.jpg"):
-        assert f"FAILED" in log and bad in log, bad
+        assert "FAILED" in log and bad in log, bad
     assert "2 image(s) drawn, 4 failed" in log
 
 
@@ -196,8 +195,7 @@ def test_cli_video(demo_module, fake_config, tmp_path):
 
 
 # --------------------------------------------------------------------------- the real model
-QUICKSTART_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "configs", "quickstart", "synthetic_panoptic.yaml")
+QUICKSTART_CONFIG = config_path("quickstart/synthetic_panoptic.yaml")
 
 
 def test_tiny_mask2former_random_weights_on_coco_photos(demo_module, tmp_path):
@@ -220,7 +218,7 @@ def test_tiny_mask2former_random_weights_on_coco_photos(demo_module, tmp_path):
         assert b is not None and a.shape == b.shape
         assert _changed(a, b, (0.0, 1.0), (0.0, 1.0)) > 2, "nothing was drawn"
 
-    from predictor import VisualizationDemo
+    from mask2former.utils.visualizer import VisualizationDemo
 
     demo = VisualizationDemo(demo_module.setup_cfg(demo_module.get_parser().parse_args(argv)),
                              confidence_threshold=0.0)

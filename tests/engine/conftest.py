@@ -1,4 +1,4 @@
-"""A toy Detectron2 DefaultTrainer (tiny linear model) to test the engine without the real model."""
+"""Fixtures of the engine tests: the project's Trainer on a toy model (toy_trainer.py)."""
 import pytest
 
 from toy_trainer import make_toy_trainer  # noqa: F401  (ToyModel, toy_loader live there too)
@@ -11,7 +11,7 @@ def toy_trainer_factory():
 
 @pytest.fixture(autouse=True)
 def _restore_skip_log_env(monkeypatch):
-    """install_reliability() points the skip log at OUTPUT_DIR: undo that after each test."""
-    from mask2former.utils.sample_loading import SKIP_LOG_ENV
+    """The Trainer points the skip log at OUTPUT_DIR: undo that after each test."""
+    from mask2former.data.robust_loading import SKIP_LOG_ENV
 
     monkeypatch.delenv(SKIP_LOG_ENV, raising=False)

@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from mask2former.engine.checkpoint import is_intact_checkpoint  # noqa: E402
+from mask2former.checkpoint import is_intact_checkpoint  # noqa: E402
 
 LAUNCHER = os.path.join(HERE, "train_launcher.py")
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "synthetic_panoptic.yaml")

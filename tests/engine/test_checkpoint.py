@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from mask2former.engine import (
+from mask2former.checkpoint import (
     CheckpointShapeError,
     Mask2FormerCheckpointer,
     NonFiniteWeightsError,
     is_intact_checkpoint,
 )
-from mask2former.utils.weights import UnsafeCheckpointError, save_safetensors_weights
+from mask2former.checkpoint.weights import UnsafeCheckpointError, save_safetensors_weights
 
 
 class Head(torch.nn.Module):

@@ -5,17 +5,16 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from mask2former import add_maskformer2_config
-from mask2former.engine import ConfigError, add_reliability_config, check_num_classes
-from mask2former.engine import merge_config_checked
+from mask2former.config import ConfigError, check_num_classes, merge_config_checked
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from helpers import REPO as ROOT
+
 
 
 def _cfg():
     cfg = get_cfg()
     add_maskformer2_config(cfg)
-    add_reliability_config(cfg)
-    add_reliability_config(cfg)  # idempotent
+    add_maskformer2_config(cfg)  # idempotent
     return cfg
 
 

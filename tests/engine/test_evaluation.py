@@ -10,8 +10,9 @@ from detectron2.evaluation import COCOPanopticEvaluator, DatasetEvaluators, infe
 from detectron2.modeling import build_model
 
 from mask2former import add_maskformer2_config
-from mask2former.engine import RobustTestMapper, SkippedImagesReporter
-from mask2former.utils.sample_loading import BadSampleError
+from mask2former.data.dataset_mappers import RobustTestMapper
+from mask2former.evaluation import SkippedImagesReporter
+from mask2former.data.robust_loading import BadSampleError
 
 from kill_harness import CONFIG, TINY_OPTS
 
@@ -49,7 +50,7 @@ def test_unreadable_val_image_is_reported_and_metrics_still_computed(val_root, t
         results = inference_on_dataset(model, loader, evaluator)
     assert results["skipped_images"] == {"count": 1.0}
     assert "PQ" in results["panoptic_seg"]
-    assert f"1 image(s) could not be read" in caplog.text and bad in caplog.text
+    assert "1 image(s) could not be read" in caplog.text and bad in caplog.text
 
 
 def test_unreadable_image_of_unknown_size_is_a_clear_error(tmp_path):

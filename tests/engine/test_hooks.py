@@ -123,14 +123,9 @@ class _CpuAmpTrainer(SimpleTrainer):
 
 @pytest.mark.parametrize("action", ["stop", "skip"])
 def test_guard_with_amp_grad_scaler(tmp_path, toy_trainer_factory, action):
-    from mask2former.engine import install_reliability
-
     bad = {2: "grad", 3: "nan"}
     trainer = toy_trainer_factory(tmp_path, max_iter=5, period=100, bad_at=bad, action=action,
-                                  install=False)
-    inner = trainer._trainer
-    trainer._trainer = _CpuAmpTrainer(inner.model, inner.data_loader, inner.optimizer)
-    install_reliability(trainer, trainer.cfg)
+                                  step_trainer_cls=_CpuAmpTrainer)
     trainer.resume_or_load(resume=False)
     snapshots = {}
     orig = trainer.run_step

@@ -1,4 +1,5 @@
-"""A toy Detectron2 DefaultTrainer (tiny linear model) to test the engine without the real model.
+"""The project's `Trainer` with a toy model (tiny linear model) and loader, to test the engine's
+reliability features without the real model.
 
 Imported by tests/engine/conftest.py and by the two-worker script (a plain module so that a
 subprocess can import it)."""
@@ -6,9 +7,9 @@ import itertools
 
 import torch
 from detectron2.config import get_cfg
-from detectron2.engine import DefaultTrainer
 
-from mask2former.engine import add_reliability_config, install_reliability
+from mask2former import add_maskformer2_config
+from mask2former.engine import Trainer
 
 
 class ToyModel(torch.nn.Module):
@@ -45,15 +46,18 @@ def toy_loader(bad_at=()):
 
 
 def make_toy_trainer(tmp_path, *, max_iter=6, period=2, bad_at=(), action="stop", max_skips=20,
-                     install=True, check_gradients=True):
+                     check_gradients=True, step_trainer_cls=None):
+    """A `Trainer` on `ToyModel` and `toy_loader(bad_at)`; ``step_trainer_cls`` replaces the inner
+    step trainer (a SimpleTrainer subclass built as ``cls(model, data_loader, optimizer)``)."""
     cfg = get_cfg()
-    add_reliability_config(cfg)
+    add_maskformer2_config(cfg)
     cfg.OUTPUT_DIR = str(tmp_path)
     cfg.SOLVER.MAX_ITER = max_iter
     cfg.SOLVER.CHECKPOINT_PERIOD = period
     cfg.SOLVER.BASE_LR = 0.01
     cfg.SOLVER.WARMUP_ITERS = 0
     cfg.SOLVER.IMS_PER_BATCH = 1
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"
     cfg.SOLVER.NONFINITE_LOSS.ACTION = action
     cfg.SOLVER.NONFINITE_LOSS.MAX_CONSECUTIVE_SKIPS = max_skips
     cfg.SOLVER.NONFINITE_LOSS.CHECK_GRADIENTS = check_gradients
@@ -62,7 +66,7 @@ def make_toy_trainer(tmp_path, *, max_iter=6, period=2, bad_at=(), action="stop"
     cfg.TEST.EVAL_PERIOD = 0
     cfg.MODEL.DEVICE = "cpu"
 
-    class Toy(DefaultTrainer):
+    class Toy(Trainer):
         @classmethod
         def build_model(cls, cfg):
             torch.manual_seed(0)
@@ -76,7 +80,10 @@ def make_toy_trainer(tmp_path, *, max_iter=6, period=2, bad_at=(), action="stop"
         def build_optimizer(cls, cfg, model):
             return torch.optim.AdamW(model.parameters(), lr=cfg.SOLVER.BASE_LR)
 
-    trainer = Toy(cfg)
-    if install:
-        install_reliability(trainer, cfg)
-    return trainer
+        @classmethod
+        def build_step_trainer(cls, cfg, model, data_loader, optimizer):
+            if step_trainer_cls is None:
+                return super().build_step_trainer(cfg, model, data_loader, optimizer)
+            return step_trainer_cls(model, data_loader, optimizer)
+
+    return Toy(cfg)

@@ -30,7 +30,7 @@ def _say(msg):
 def _install():
     from detectron2.engine import SimpleTrainer
 
-    from mask2former.engine.checkpoint import Mask2FormerCheckpointer
+    from mask2former.checkpoint import Mask2FormerCheckpointer
 
     slow_save = float(os.environ.get("M2F_TEST_SLOW_SAVE", "0") or 0)
     slow_tag = float(os.environ.get("M2F_TEST_SLOW_TAG", "0") or 0)

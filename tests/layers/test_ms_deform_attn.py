@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mask2former.layers import MSDeformAttn, available_backends, ms_deform_attn
-from mask2former.layers.ms_deform_attn import ms_deform_attn_pytorch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from helpers import REPO as ROOT
+
 ops = torch.ops.mask2former if "native-cpu" in available_backends() else None
 
 # (N, M, D, level shapes (H, W), Lq, P): several sizes, odd and 1-pixel levels.

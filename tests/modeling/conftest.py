@@ -1,8 +1,8 @@
-"""Fixtures of the model tests (helpers are in model_helpers.py)."""
+"""Fixtures of the model tests."""
 
 import pytest
 
-from model_helpers import cached_model
+from helpers import cached_model
 
 
 @pytest.fixture(scope="session")

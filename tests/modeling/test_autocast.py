@@ -18,10 +18,9 @@ from PIL import Image
 
 from detectron2.modeling import build_model
 
-from model_helpers import SHARED, make_cfg
-from script_loading import deterministic_init_
+from helpers import COCO_IMAGES, deterministic_init_, make_cfg
 
-IMAGE = os.path.join(SHARED, "data", "coco_panoptic_sample", "input_images", "000000439180.jpg")
+IMAGE = os.path.join(COCO_IMAGES, "000000439180.jpg")
 REL_TOL = 5e-2
 AGREE = 0.98
 

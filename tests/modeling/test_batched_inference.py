@@ -19,10 +19,9 @@ from PIL import Image
 
 from detectron2.modeling import build_model
 
-from model_helpers import SHARED, make_cfg
-from script_loading import deterministic_init_
+from helpers import COCO_IMAGES, deterministic_init_, make_cfg
 
-SAMPLES = os.path.join(SHARED, "data", "coco_panoptic_sample", "input_images")
+SAMPLES = COCO_IMAGES
 # (sample, height, width): two sizes in one batch, plus a second image of the first size so that
 # a group of equal-size images also runs as one batch.
 INPUTS = [("000000142238.jpg", 64, 96), ("000000439180.jpg", 96, 64), ("000000439180.jpg", 64, 96)]

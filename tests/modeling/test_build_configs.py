@@ -2,7 +2,7 @@
 
 import pytest
 
-from model_helpers import all_config_files, build_on_meta
+from helpers import all_config_files, build_on_meta
 
 # parameter counts (millions, 2 decimals) of representative builds: SPEC §8 gives
 # R50 44.0 M, Swin-T 47.4 M, Swin-L 215.5 M for COCO panoptic.

@@ -18,7 +18,8 @@ from detectron2.modeling import build_model
 from mask2former import add_maskformer2_config
 from mask2former.layers import MSDeformAttn, available_backends
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from helpers import REPO as ROOT
+
 SMALL_CONFIG = os.path.join(ROOT, "tests", "modeling", "backbone", "small_swin_maskformer.yaml")
 
 

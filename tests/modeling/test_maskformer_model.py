@@ -13,7 +13,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 from mask2former.layers.position_encoding import PositionEmbeddingSine
-from model_helpers import build_on_meta, cached_model, make_cfg
+from helpers import build_on_meta, cached_model, make_cfg
 
 COCO_R50 = "coco/panoptic/r50.yaml"
 

@@ -5,8 +5,10 @@ import os
 import pytest
 import torch
 
-from model_helpers import FIXTURES, SHARED_TOOLS, config_path
-from script_loading import load_script
+from helpers import REPO, config_path, load_script
+
+FIXTURES = os.path.join(REPO, "..", "shared", "fixtures")
+SHARED_TOOLS = os.path.join(REPO, "..", "shared", "tools")
 
 
 def _parity_main():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from model_helpers import LISTINGS, build_on_meta, cached_model, load_listing
+from helpers import LISTINGS, build_on_meta, cached_model, load_listing
 
 
 def _layout(model):

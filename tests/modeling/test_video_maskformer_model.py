@@ -223,3 +223,45 @@ def test_error_video_model_without_video_keys():
 def test_error_video_model_with_image_decoder():
     with pytest.raises(ValueError, match="VideoMultiScaleMaskedTransformerDecoder"):
         _tiny("MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME", "MultiScaleMaskedTransformerDecoder")
+
+
+def test_clip_mapper_to_model_to_evaluator(tmp_path):
+    """The project's YouTube-VIS pipeline around the model: synthetic videos in the real format,
+    the clip mapper (training and test mode), a training step, clip inference, the evaluator."""
+    from detectron2.data import DatasetCatalog
+
+    from mask2former.data.dataset_mappers import build_dataset_mapper
+    from mask2former.data.datasets.register_synthetic import register_synthetic_ytvis
+    from mask2former.data.synthetic_video import generate_synthetic_ytvis
+    from mask2former.evaluation.ytvis_evaluation import YTVISEvaluator
+
+    generate_synthetic_ytvis(str(tmp_path), num_train=2, num_val=1, height=64, width=96,
+                             min_frames=3, max_frames=4)
+    register_synthetic_ytvis(str(tmp_path))
+    opts = ("MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4", "INPUT.MIN_SIZE_TRAIN", "(64,)",
+            "INPUT.MAX_SIZE_TRAIN", "96", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "96",
+            "MODEL.BACKBONE.FREEZE_AT", "5")
+    cfg = make_cfg(TINY_VIDEO_CONFIG, *TINY_VIDEO_OPTS, *opts)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+
+    mapper = build_dataset_mapper(cfg, is_train=True)
+    clips = [mapper(d) for d in DatasetCatalog.get("synthetic_ytvis_train")]
+    model.train()
+    with torch.enable_grad():
+        losses = model(clips)
+        assert all(torch.isfinite(v) for v in losses.values())
+        sum(losses.values()).backward()
+
+    video = DatasetCatalog.get("synthetic_ytvis_val")[0]
+    inputs = build_dataset_mapper(cfg, is_train=False)(video)
+    model.eval()
+    with torch.no_grad():
+        out = model([inputs])
+    assert out["image_size"] == (inputs["height"], inputs["width"])
+    assert out["pred_masks"][0].shape == (video["length"], inputs["height"], inputs["width"])
+    evaluator = YTVISEvaluator("synthetic_ytvis_val", distributed=False)
+    evaluator.reset()
+    evaluator.process([inputs], out)
+    metrics = evaluator.evaluate()["segm"]
+    assert 0 <= metrics["AP"] <= 100

@@ -2,9 +2,8 @@
 
 import os
 
-from script_loading import load_script
+from helpers import REPO, load_script
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _tool():

@@ -11,11 +11,10 @@ import re
 import pytest
 import torch
 
-from script_loading import load_script
+from helpers import REPO, load_script
 
 from mask2former.layers import available_backends
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CONFIG = os.path.join(REPO, "configs", "coco", "panoptic", "r50.yaml")
 STAGES = ("preprocess", "backbone", "pixel_decoder", "transformer_dec", "postprocess")
 # a shallow head keeps the run short; the structure of the model call is unchanged

@@ -2,7 +2,7 @@
 
 import re
 
-from script_loading import load_script
+from helpers import load_script
 
 from mask2former.utils.allocator import cpu_caching_allocator_stats
 

@@ -16,9 +16,11 @@ from detectron2.modeling import build_model
 from mask2former import add_maskformer2_config
 from mask2former.modeling.backbone.swin import relative_position_index
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from helpers import REPO as ROOT
+from helpers import STATE_DICT_DIR
+
 TOOL = os.path.join(ROOT, "tools", "convert-pretrained-swin-model-to-d2.py")
-LISTING = os.path.join(ROOT, "..", "shared", "spec", "state_dict", "coco_panoptic_swin_t.json")
+LISTING = os.path.join(STATE_DICT_DIR, "coco_panoptic_swin_t.json")
 OUTPUT_NORMS = tuple(f"norm{i}." for i in range(4))  # added by the segmentation variant
 
 

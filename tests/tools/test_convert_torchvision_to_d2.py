@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torchvision
 
-from script_loading import load_script
+from helpers import REPO, load_script
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
@@ -15,7 +15,6 @@ from detectron2.modeling import build_model
 
 from mask2former import add_maskformer2_config
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _tool():

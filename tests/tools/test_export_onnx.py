@@ -7,14 +7,14 @@ import os
 import pytest
 import torch
 
-from script_loading import deterministic_init_, load_script
+from helpers import REPO as ROOT
+from helpers import deterministic_init_, load_script
 
 from detectron2.config import get_cfg
 
 from mask2former import add_maskformer2_config
 from mask2former.layers import MSDeformAttn
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SMALL_CONFIG = os.path.join(ROOT, "tests", "modeling", "backbone", "small_swin_maskformer.yaml")
 
 
@@ -70,7 +70,7 @@ def test_rejects_size_not_divisible():
 
 
 def test_weights_are_loaded_safely_and_must_fit(tmp_path):
-    from mask2former.engine.checkpoint import CheckpointShapeError
+    from mask2former.checkpoint import CheckpointShapeError
 
     tool = _load_tool()
     cfg = small_swin_cfg()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from script_loading import load_script
+from helpers import load_script
 
 
 

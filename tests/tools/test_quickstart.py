@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from helpers import REPO as ROOT
+
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import quickstart  # noqa: E402
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from script_loading import load_script
+from helpers import REPO as ROOT
+from helpers import load_script
 
 from detectron2.data.catalog import Metadata
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
 
 
@@ -59,7 +59,7 @@ def test_draw_record_colours_each_segment(synthetic_root):
     from detectron2.data.datasets.coco_panoptic import load_coco_panoptic_json
     from panopticapi.utils import rgb2id
 
-    from predictor import full_class_metadata
+    from mask2former.utils.visualizer import full_class_metadata
 
     d = os.path.join(synthetic_root, "synthetic")
     meta = _meta()
@@ -116,7 +116,7 @@ def test_draw_training_sample():
     masks[1, 40:60, 50:75] = True
     inst = Instances((64, 80), gt_classes=torch.tensor([0, 6]), gt_masks=masks)
     sample = {"image": torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1), "instances": inst}
-    from predictor import full_class_metadata
+    from mask2former.utils.visualizer import full_class_metadata
 
     meta = full_class_metadata(_meta(), 7)
     drawn = vd.draw_training_sample(sample, meta, "BGR")

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from mask2former.utils.atomic_io import atomic_open, atomic_write_bytes
+from mask2former.checkpoint.atomic_io import atomic_open, atomic_write_bytes
 
 
 def test_atomic_write_replaces_and_keeps_default_permissions(tmp_path):

@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import torch
 
-from script_loading import load_script
+from helpers import REPO as ROOT
+from helpers import load_script
 
-from mask2former.engine import Mask2FormerCheckpointer
-from mask2former.utils.weights import load_safetensors_weights
+from mask2former.checkpoint import Mask2FormerCheckpointer
+from mask2former.checkpoint.weights import load_safetensors_weights
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, "tools", "convert_to_safetensors.py")
 
 

@@ -5,7 +5,8 @@ Provenance (see also datasets/README.md):
   (identical to panopticapi's ``panoptic_coco_categories.json``; a test checks this).
 * ADE20K-150 names: Detectron2's ``ADE20K_SEM_SEG_CATEGORIES`` (the released models' order).
   Thing flags: the 100 ADE20K instance classes below. Colours: the standard ADE20K palette
-  (visualisation only).
+  (the one the original Mask2Former registers for ADE20K, also as the ``stuff_colors`` of
+  Detectron2's ``ade20k_sem_seg_*``; visualisation only).
 * ADE20K instance (100 classes): ids are 0-based ADE20K-150 indices, written from knowledge
   of the released ``ade20k_instance_*.json`` files (each id is checked against the ADE-150 name).
 * Mapillary Vistas v1.2 (65 classes + "unlabeled"): names, colours and instance flags written
@@ -83,7 +84,7 @@ _ADE20K_INSTANCE = [
     (27, "mirror"), (30, "armchair"), (31, "seat"), (32, "fence"), (33, "desk"), (35, "wardrobe"),
     (36, "lamp"), (37, "bathtub"), (38, "railing"), (39, "cushion"), (41, "box"), (42, "column"),
     (43, "signboard"), (44, "chest of drawers"), (45, "counter"), (47, "sink"), (49, "fireplace"),
-    (50, "refrigerator"), (53, "stairway"), (55, "case"), (56, "pool table"), (57, "pillow"),
+    (50, "refrigerator"), (53, "stairs"), (55, "case"), (56, "pool table"), (57, "pillow"),
     (58, "screen door"), (62, "bookcase"), (64, "coffee table"), (65, "toilet"), (66, "flower"),
     (67, "book"), (69, "bench"), (70, "countertop"), (71, "stove"), (72, "palm"),
     (73, "kitchen island"), (74, "computer"), (75, "swivel chair"), (76, "boat"),

@@ -19,6 +19,7 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
+#include <Python.h>
 #include <torch/library.h>
 
 #include <cstdint>
@@ -200,11 +201,23 @@ void cpu_caching_allocator_empty_cache() { CachingCPUAllocator::instance().empty
 }  // namespace
 }  // namespace mask2former
 
-TORCH_LIBRARY_FRAGMENT(mask2former, m) {
+TORCH_LIBRARY(mask2former_allocator, m) {
   m.def("set_cpu_caching_allocator(bool enabled, int max_cached_bytes, int min_block_bytes) -> bool",
         &mask2former::set_cpu_caching_allocator);
   // [enabled, cached bytes, bytes in use, hits, misses, cached blocks]
   m.def("cpu_caching_allocator_stats() -> int[]", &mask2former::cpu_caching_allocator_stats);
   m.def("cpu_caching_allocator_empty_cache() -> ()",
         &mask2former::cpu_caching_allocator_empty_cache);
+}
+
+// `from mask2former import _allocator` loads this library (its own extension, separate from the
+// deformable-attention op's mask2former._C), which registers the operators above with the
+// dispatcher (torch.ops.mask2former_allocator.*). The Python module itself is empty.
+PyMODINIT_FUNC PyInit__allocator(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_allocator",
+      "CPU caching allocator of mask2former; its operators live in "
+      "torch.ops.mask2former_allocator",
+      -1, nullptr};
+  return PyModule_Create(&module_def);
 }

@@ -17,7 +17,6 @@ from detectron2.modeling import build_backbone
 from detectron2.structures import ImageList
 
 from mask2former import add_maskformer2_config
-from script_loading import deterministic_init_
 from mask2former.modeling.backbone.swin import (
     D2SwinTransformer,
     PatchMerging,
@@ -26,11 +25,11 @@ from mask2former.modeling.backbone.swin import (
     shifted_window_mask,
 )
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared"))
-STATE_DICT_DIR = os.path.join(SHARED, "spec", "state_dict")
-FIXTURE = os.path.join(SHARED, "fixtures", "parity_coco_panoptic_swin_t.pt")
-IMAGE = os.path.join(SHARED, "data", "coco_panoptic_sample", "input_images", "000000439180.jpg")
+from helpers import COCO_IMAGES, STATE_DICT_DIR, deterministic_init_
+from helpers import REPO as ROOT
+
+FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "parity_coco_panoptic_swin_t.pt")
+IMAGE = os.path.join(COCO_IMAGES, "000000439180.jpg")
 
 
 def _listing(name):

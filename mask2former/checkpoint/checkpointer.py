@@ -12,7 +12,7 @@
   newest intact ``*.pth`` with a warning if it is damaged (e.g. written by a non-atomic writer);
 * loads ``.safetensors`` (MODEL.WEIGHTS ending in ``.safetensors``), ``.pth`` with
   ``torch.load(weights_only=True)``, and ``.pkl`` model-zoo files with a numpy-only unpickler
-  (see :mod:`mask2former.utils.weights`);
+  (see :mod:`mask2former.checkpoint.weights`);
 * explains shape mismatches in terms of the config key to change (e.g. NUM_CLASSES), turns
   them into an error when resuming (or when ``strict_shapes=True``), and logs a one-line summary
   of every partial load.
@@ -28,8 +28,8 @@ from urllib.parse import parse_qs
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from ..utils.atomic_io import atomic_open, atomic_write_bytes, remove_stale_temp_files
-from ..utils.weights import load_pickle_weights, load_safetensors_weights, load_torch_weights
+from .atomic_io import atomic_open, atomic_write_bytes, remove_stale_temp_files
+from .weights import load_pickle_weights, load_safetensors_weights, load_torch_weights
 
 __all__ = ["Mask2FormerCheckpointer", "CheckpointShapeError", "NonFiniteWeightsError",
            "is_intact_checkpoint", "shape_mismatch_hints"]

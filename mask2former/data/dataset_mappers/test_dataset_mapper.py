@@ -1,28 +1,22 @@
-"""Evaluation that survives unreadable images and reports them.
+"""The test-time dataset mapper: Detectron2's, with the robust image reader.
 
-:class:`RobustTestMapper` is Detectron2's test-time ``DatasetMapper`` with the robust image reader.
 An image that cannot be read is replaced by a black image of the size recorded in the dataset
 dict (so every evaluator still receives a prediction for it and dataset-level metrics such as PQ
-can be computed), and the dict is marked with ``UNREADABLE_KEY``. :class:`SkippedImagesReporter`
-(an extra evaluator) collects these marks and adds ``{"skipped_images": {"count": n}}`` to the
-results, with a warning listing the files: metrics of a run with skipped images are a lower
-bound and say so.
+can be computed), and the dict is marked with ``UNREADABLE_KEY`` = the reason;
+`mask2former.evaluation.SkippedImagesReporter` reports these marks with the metrics.
 """
 import copy
 import logging
-from typing import List
 
 import numpy as np
 import torch
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
 from PIL import Image
 
-from ..utils.sample_loading import BadSampleError, read_image, record_skip
+from ..robust_loading import BadSampleError, read_image, record_skip
 
-__all__ = ["UNREADABLE_KEY", "RobustTestMapper", "SkippedImagesReporter"]
+__all__ = ["UNREADABLE_KEY", "RobustTestMapper"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,33 +71,3 @@ class RobustTestMapper:
         d.pop("annotations", None)
         d.pop("sem_seg_file_name", None)
         return d
-
-
-class SkippedImagesReporter(DatasetEvaluator):
-    """Counts inputs marked unreadable; ``evaluate`` → {"skipped_images": {"count": n}}."""
-
-    def __init__(self, dataset_name: str):
-        self.dataset_name = dataset_name
-        self._files: List[tuple] = []
-
-    def reset(self):
-        self._files = []
-
-    def process(self, inputs, outputs):
-        for x in inputs:
-            if UNREADABLE_KEY in x:
-                self._files.append((x.get("file_name", "?"), x[UNREADABLE_KEY]))
-
-    def evaluate(self):
-        files = [f for part in comm.gather(self._files, dst=0) for f in part]
-        if not comm.is_main_process():
-            return {}
-        if files:
-            logger.warning(
-                "%s: %d image(s) could not be read and were evaluated as black images (their "
-                "ground truth still counts, so the metrics are a lower bound):\n%s",
-                self.dataset_name, len(files),
-                "\n".join(f"  {f}: {r}" for f, r in files[:50]))
-        else:
-            logger.info("%s: all images were readable.", self.dataset_name)
-        return {"skipped_images": {"count": float(len(files))}}

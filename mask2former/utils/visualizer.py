@@ -1,4 +1,6 @@
-"""Run a Mask2Former model on images or video frames and draw its predictions.
+"""Draw a Mask2Former model's predictions: the demos' `VisualizationDemo` and its helpers.
+
+Used by ``demo/demo.py`` and ``tools/visualize_data.py``.
 
 The flow is Detectron2's :class:`~detectron2.engine.DefaultPredictor` (resize the shortest edge
 to ``INPUT.MIN_SIZE_TEST``, convert to ``INPUT.FORMAT``, run the model in eval mode; weights
@@ -12,7 +14,7 @@ below the confidence threshold are removed before drawing (see :func:`filter_ins
 :func:`filter_panoptic`).
 """
 import logging
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 import torch
@@ -22,9 +24,7 @@ from detectron2.data.catalog import Metadata
 from detectron2.structures import Instances
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, VisImage, Visualizer
-from mask2former.engine import SafeDefaultPredictor
-
-from mask2former.engine import SafeDefaultPredictor  # .safetensors/.pth/.pkl, safe loading
+from ..engine.predictor import SafeDefaultPredictor  # .safetensors/.pth/.pkl, safe loading
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,14 @@
+"""Checkpoints: safe loading of released and trained weights, crash-safe saving.
+
+- `Mask2FormerCheckpointer`: Detectron2's checkpointer with atomic saves, intact-file checks on
+  resume, shape errors that name the config key to change, and the safe loaders below;
+- `weights`: ``.pkl`` (numpy-only unpickler), ``.pth`` (weights-only) and ``.safetensors`` readers;
+- `atomic_io`: write-to-temporary, fsync, rename.
+"""
+from .checkpointer import (  # noqa: F401
+    CheckpointShapeError,
+    Mask2FormerCheckpointer,
+    NonFiniteWeightsError,
+    is_intact_checkpoint,
+    shape_mismatch_hints,
+)

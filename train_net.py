@@ -3,6 +3,8 @@
 
     python train_net.py --config-file configs/coco/panoptic/r50.yaml --num-gpus 8
     python train_net.py --config-file ... --eval-only MODEL.WEIGHTS model_final.pkl
+    python train_net.py --config-file configs/coco/panoptic/r50.yaml --eval-only \
+        MODEL.WEIGHTS mask2former://coco/panoptic/r50   # the released model (MODEL_ZOO.md)
     python train_net.py --config-file ... --resume            # continue from OUTPUT_DIR/last_checkpoint
 
 Distributed: ``--num-gpus N`` starts N processes per machine (NCCL with GPUs; on a CPU-only
@@ -18,6 +20,7 @@ from detectron2.engine import default_argument_parser, launch
 
 from mask2former import add_maskformer2_config
 from mask2former.engine import Trainer, setup, train_or_evaluate
+from mask2former.model_zoo import exit_on_model_zoo_error
 
 __all__ = ["Trainer", "setup", "main"]
 
@@ -41,4 +44,5 @@ def invoke_main() -> None:
 
 
 if __name__ == "__main__":
-    invoke_main()
+    with exit_on_model_zoo_error("train_net.py"):  # missing weights, failed download: one line
+        invoke_main()

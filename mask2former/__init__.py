@@ -9,3 +9,5 @@ from . import modeling  # noqa: F401  (registry entries)
 from .config import add_maskformer2_config, add_maskformer2_video_config  # noqa: F401
 
 __version__ = "0.1.0"
+
+from . import model_zoo  # noqa: E402,F401  (mask2former:// weights and zoo downloads)

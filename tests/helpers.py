@@ -118,6 +118,35 @@ def load_listing(name: str) -> dict:
         return json.load(f)
 
 
+def released_weights(name: str) -> dict:
+    """``{key: numpy array}`` for every tensor of the original model's listing ``name``
+    (``tests/fixtures/state_dict/<name>.json``), made only from that listing: floating-point
+    tensors hold ``deterministic_values(key, shape)``, integer ones zeros. Independent of this
+    project's model code."""
+    import numpy as np
+
+    from mask2former.utils.testing import deterministic_values
+
+    weights = {}
+    for key, (shape, dtype) in load_listing(name)["state_dict"].items():
+        if dtype.startswith("float"):
+            weights[key] = deterministic_values(key, shape, torch.float32).numpy().astype(dtype)
+        else:
+            weights[key] = np.zeros(shape, dtype=dtype)
+    return weights
+
+
+def write_released_checkpoint(path, weights: dict, author: str = "Mask2Former tests") -> str:
+    """Write ``weights`` ({key: numpy array}) as a released model-zoo checkpoint: a pickle of
+    ``{"model": weights, "__author__": author}`` (the format of the original's model_final_*.pkl).
+    Returns ``path`` as a string."""
+    import pickle
+
+    with open(path, "wb") as f:
+        pickle.dump({"model": weights, "__author__": author}, f)
+    return str(path)
+
+
 def load_script(path: str, module_name: str, *, register: bool = False):
     """Execute the script at ``path`` (absolute, or relative to the repository root) as module
     ``module_name``; scripts are not packages (some have dashes in their names), tests call their
@@ -191,3 +220,22 @@ DATALOADER:
   NUM_WORKERS: 0
 SEED: 7
 """
+
+
+# The quick-start model shrunk further (32-wide, 4 queries, 1 encoder / 1 decoder layer, 64 px):
+# for tests that run real training steps in seconds.
+QUICKSTART_CONFIG = config_path("quickstart/synthetic_panoptic.yaml")
+TINY_QUICKSTART_OPTS = [
+    "SOLVER.IMS_PER_BATCH", "1", "DATALOADER.NUM_WORKERS", "0", "INPUT.IMAGE_SIZE", "64",
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
+    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "4",
+    "MODEL.MASK_FORMER.DEC_LAYERS", "2", "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
+    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256",
+    "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
+]
+
+
+def parity_tool():
+    """``tools/parity_check.py`` as a module: ``run(fixture, config, image=None, *, model=None)``
+    -> [(name, agrees, detail)], ``build_model(fixture, config)``, ``report``, ``main``."""
+    return load_script("tools/parity_check.py", "m2f_parity_check", register=True)

@@ -14,6 +14,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import Mask2FormerCheckpointer
 from ..config import add_maskformer2_config, merge_config_checked
+from ..model_zoo.checks import check_trained_weights
 from ..utils.allocator import cpu_caching_allocator
 
 __all__ = ["setup", "train_or_evaluate"]
@@ -40,12 +41,14 @@ def setup(args, config_fns: Sequence[Callable] = (add_maskformer2_config,)):
 
 
 def train_or_evaluate(cfg, args, trainer_cls):
-    """``--eval-only``: load MODEL.WEIGHTS (strict shapes: another NUM_CLASSES is an error naming
-    the key) and evaluate, with TTA when TEST.AUG.ENABLED; otherwise train with ``trainer_cls``
+    """``--eval-only``: load MODEL.WEIGHTS (strict: another NUM_CLASSES is an error naming the
+    key, and so are missing, extra or renamed tensors) and evaluate, with TTA when TEST.AUG.ENABLED; otherwise train with ``trainer_cls``
     (``--resume`` continues from OUTPUT_DIR/last_checkpoint). On CPU the caching allocator is
     installed for the run when CPU_CACHING_ALLOCATOR (see `mask2former.utils.allocator`)."""
     with cpu_caching_allocator(enabled=cfg.MODEL.DEVICE == "cpu" and cfg.CPU_CACHING_ALLOCATOR):
         if args.eval_only:
+            # no trained weights (empty, or the backbone's ImageNet file): name the zoo entry
+            check_trained_weights(cfg, args.config_file, resume=args.resume)
             model = trainer_cls.build_model(cfg)
             Mask2FormerCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_shapes=True
                                     ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)

@@ -15,7 +15,7 @@ import torch
 from mask2former.data.datasets.builtin_checks import add_missing_builtin_metadata
 from mask2former.data.datasets.testing import unregister
 
-from helpers import load_script
+from mask2former.utils.visualizer import full_class_metadata
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -79,8 +79,7 @@ def test_visualizer_labels_mapillary_things_by_name(monkeypatch, through_demo):
     and a stuff segment ("Road", 13)."""
     meta = MetadataCatalog.get("mapillary_vistas_panoptic_val")
     if through_demo:
-        predictor = load_script("demo/predictor.py", "m2f_demo_predictor_facts")
-        meta = predictor.full_class_metadata(meta, 65)
+        meta = full_class_metadata(meta, 65)
     texts = []
     original = Visualizer.draw_text
 

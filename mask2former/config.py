@@ -14,6 +14,14 @@ v1's loss and panoptic rule), plus the DeepLab keys (``MODEL.RESNETS.STEM_TYPE``
 idempotent: a key that already exists is never reset, so calling it twice (or after
 ``add_deeplab_config``) keeps values that were already merged.
 
+Video instance segmentation (Mask2Former-VIS, SPEC §9) adds its keys with
+`add_maskformer2_video_config` (which also adds the image keys), as the original's
+``mask2former_video`` did::
+
+    add_maskformer2_config(cfg)
+    add_maskformer2_video_config(cfg)
+    cfg.merge_from_file("configs/youtubevis_2019/r50.yaml")
+
 Known quirks of the original, kept on purpose (SPEC §3):
   * ``MODEL.MASK_FORMER.DEC_LAYERS`` counts the prediction made from the learnable queries:
     10 means 9 decoder layers and 9 auxiliary outputs (Mask2Former). MaskFormer v1's predictor
@@ -38,6 +46,7 @@ from detectron2.data import MetadataCatalog
 
 __all__ = [
     "add_maskformer2_config",
+    "add_maskformer2_video_config",
     "ConfigError",
     "merge_config_checked",
     "check_num_classes",
@@ -201,6 +210,34 @@ def add_maskformer2_config(cfg):
     #   SKIPPED_SUMMARY_PERIOD skips and at the end); any other error stops training.
     _set_default(cfg.DATALOADER, "SKIP_BAD_SAMPLES", True)
     _set_default(cfg.DATALOADER, "SKIPPED_SUMMARY_PERIOD", 100)
+    return cfg
+
+
+def add_maskformer2_video_config(cfg):
+    """Add the Mask2Former-VIS config keys (SPEC §9) to ``cfg`` in place; idempotent.
+
+    Also adds the image keys (`add_maskformer2_config`), so either call order works.
+
+    Keys (defaults of the original in brackets):
+      * INPUT.SAMPLING_FRAME_NUM [2]: frames per training clip (and the decoder's frames per
+        clip in training; at inference a clip has as many frames as it is given).
+      * INPUT.SAMPLING_FRAME_RANGE [20]: the frames of a training clip are sampled within this
+        distance of a reference frame.
+      * INPUT.SAMPLING_FRAME_SHUFFLE [False]: shuffle the sampled frames.
+      * INPUT.AUGMENTATIONS [[]]: extra clip augmentations, any of "brightness", "contrast",
+        "saturation", "rotation".
+      * MODEL.MASK_FORMER.TEST.WINDOW_SIZE [0]: not in the original. 0 runs a clip's frames all
+        at once (the original); W > 0 runs clips longer than W frames in windows of W frames
+        and associates the queries of consecutive windows by their embeddings (see
+        `mask2former.modeling.meta_arch.video_maskformer_model`).
+    """
+    add_maskformer2_config(cfg)
+    inp = cfg.INPUT
+    _set_default(inp, "SAMPLING_FRAME_NUM", 2)
+    _set_default(inp, "SAMPLING_FRAME_RANGE", 20)
+    _set_default(inp, "SAMPLING_FRAME_SHUFFLE", False)
+    _set_default(inp, "AUGMENTATIONS", [])
+    _set_default(cfg.MODEL.MASK_FORMER.TEST, "WINDOW_SIZE", 0)
     return cfg
 
 

@@ -540,6 +540,8 @@ class YTVISEvaluator(DatasetEvaluator):
         self._video_ids = []
 
     def process(self, inputs, outputs):
+        if isinstance(outputs, dict):  # VideoMaskFormer returns one clip's dict, as the original
+            outputs = [outputs]
         for inp, out in zip(inputs, outputs):
             size = (inp["height"], inp["width"]) if "height" in inp and "width" in inp else None
             self._video_ids.append(inp["video_id"])

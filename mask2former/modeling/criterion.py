@@ -33,6 +33,7 @@ from detectron2.utils import comm
 
 __all__ = [
     "SetCriterion",
+    "VideoSetCriterion",
     "dice_loss",
     "sigmoid_ce_loss",
     "sigmoid_focal_loss",
@@ -222,6 +223,7 @@ class SetCriterion(nn.Module):
         tgt = _stack_target_masks(
             [t["masks"][j] for t, (_, j) in zip(targets, indices)], device=src.device
         )  # [N, H, W]
+        src, tgt = self.mask_rows(src, tgt)
         if self.num_points > 0:
             with torch.no_grad():
                 coords = get_uncertain_point_coords_with_randomness(
@@ -244,6 +246,12 @@ class SetCriterion(nn.Module):
         }
 
     # --- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def mask_rows(src: torch.Tensor, tgt: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Matched predictions [N, h, w] and targets [N, H, W] as the rows the mask losses score
+        (unchanged here; the video criterion makes one row per (instance, frame))."""
+        return src, tgt
+
     @staticmethod
     def _src_permutation(indices) -> Tuple[torch.Tensor, torch.Tensor]:
         batch_idx = torch.cat(
@@ -292,3 +300,23 @@ class SetCriterion(nn.Module):
             f"mask_loss={self.mask_loss}, num_points={self.num_points}, oversample_ratio={self.oversample_ratio}, "
             f"importance_sample_ratio={self.importance_sample_ratio}, weight_dict={self.weight_dict}"
         )
+
+
+class VideoSetCriterion(SetCriterion):
+    """Losses of Mask2Former-VIS (SPEC §9): the image losses on clips.
+
+    ``outputs["pred_masks"]`` is [B, Q, T, h, w] and ``targets[b]["masks"]`` [G_b, T, H, W]
+    (use `mask2former.modeling.matcher.VideoHungarianMatcher`). The mask losses score every
+    (instance, frame) pair as one row with its own importance-sampled points, but are still
+    divided by the number of *instances*: a clip's loss is summed over its frames.
+    """
+
+    @staticmethod
+    def mask_rows(src, tgt):
+        """[N, T, h, w] / [N, T, H, W] → [N*T, h, w] / [N*T, H, W] (instance-major)."""
+        if src.dim() != 4 or tgt.dim() != 4 or src.shape[1] != tgt.shape[1]:
+            raise ValueError(
+                "VideoSetCriterion expects matched masks [N, T, h, w] and targets [N, T, H, W] "
+                f"with the same T, got {tuple(src.shape)} and {tuple(tgt.shape)}"
+            )
+        return src.flatten(0, 1), tgt.flatten(0, 1)

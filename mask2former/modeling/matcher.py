@@ -24,6 +24,7 @@ from detectron2.projects.point_rend.point_features import point_sample
 
 __all__ = [
     "HungarianMatcher",
+    "VideoHungarianMatcher",
     "batch_dice_cost",
     "batch_sigmoid_ce_cost",
     "batch_sigmoid_focal_cost",
@@ -99,6 +100,9 @@ def sanitize_cost(cost: torch.Tensor) -> torch.Tensor:
 class HungarianMatcher(nn.Module):
     """One-to-one assignment of predictions to targets, independently for each image.
 
+    Subclasses change what one prediction is by overriding `as_channels` (the video matcher:
+    a query's T frame masks share the image's set of points).
+
     Args:
         cost_class: weight of the classification cost (-probability of the target class).
         cost_mask: weight of the per-pixel mask cost (sigmoid BCE, or focal).
@@ -132,21 +136,28 @@ class HungarianMatcher(nn.Module):
         self.cost_dice = cost_dice
         self.num_points = num_points
 
+    @staticmethod
+    def as_channels(masks: torch.Tensor) -> torch.Tensor:
+        """Masks [R, h, w] → [R, 1, h, w]: the channels that share one set of sampled points."""
+        return masks[:, None]
+
     def _sample(self, pred_masks: torch.Tensor, tgt_masks: torch.Tensor):
-        """Bring [Q,h,w] predictions and [G,H,W] targets to comparable [Q,P] / [G,P] tensors."""
+        """Bring predictions [Q, ...] and targets [G, ...] to comparable [Q, P'] / [G, P']
+        tensors: the same ``num_points`` random points in every channel of `as_channels`
+        (P' = channels * num_points), or every pixel at the prediction resolution (targets resized
+        with nearest neighbours: MaskFormer v1's dense matching)."""
+        pred_masks, tgt_masks = self.as_channels(pred_masks), self.as_channels(tgt_masks)
         if self.num_points > 0:
             coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)
             pred = point_sample(
-                pred_masks[:, None], coords.expand(pred_masks.shape[0], -1, -1), align_corners=False
-            ).squeeze(1)
+                pred_masks, coords.expand(pred_masks.shape[0], -1, -1), align_corners=False
+            ).flatten(1)
             tgt = point_sample(
-                tgt_masks[:, None], coords.expand(tgt_masks.shape[0], -1, -1), align_corners=False
-            ).squeeze(1)
+                tgt_masks, coords.expand(tgt_masks.shape[0], -1, -1), align_corners=False
+            ).flatten(1)
             return pred, tgt
         if pred_masks.shape[-2:] != tgt_masks.shape[-2:]:
-            tgt_masks = F.interpolate(
-                tgt_masks[:, None], size=pred_masks.shape[-2:], mode="nearest"
-            ).squeeze(1)
+            tgt_masks = F.interpolate(tgt_masks, size=pred_masks.shape[-2:], mode="nearest")
         return pred_masks.flatten(1), tgt_masks.flatten(1)
 
     def cost_matrix(
@@ -218,3 +229,39 @@ class HungarianMatcher(nn.Module):
             f"cost_dice={self.cost_dice}, num_points={self.num_points}, "
             f"mask_cost={self.mask_cost}"
         )
+
+
+def _check_clip_masks(masks: torch.Tensor) -> torch.Tensor:
+    if masks.dim() != 4:
+        raise ValueError(
+            f"VideoHungarianMatcher expects per-clip masks [R, T, H, W], got {tuple(masks.shape)}"
+        )
+    return masks
+
+
+class VideoHungarianMatcher(HungarianMatcher):
+    """Hungarian matching of clips (Mask2Former-VIS, SPEC §9).
+
+    A prediction is a query's T frame masks [T, h, w] and a target an instance's [T, H, W]
+    (empty in frames where it is absent). One set of ``num_points`` random points is shared by
+    all frames and all masks of a clip, so each (query, instance) mask cost is computed over
+    T * num_points values; the cost functions are the image matcher's.
+
+    ``outputs["pred_masks"]`` is [B, Q, T, h, w]; ``targets[b]["masks"]`` is [G_b, T, H, W].
+    """
+
+    @staticmethod
+    def as_channels(masks: torch.Tensor) -> torch.Tensor:
+        """Clip masks [R, T, h, w]: the T frames are the channels sharing the points."""
+        return _check_clip_masks(masks)
+
+    def cost_matrix(self, logits, pred_masks, labels, tgt_masks):
+        """See `HungarianMatcher.cost_matrix`; pred_masks [Q, T, h, w], tgt_masks [G, T, H, W]."""
+        _check_clip_masks(pred_masks)
+        _check_clip_masks(tgt_masks)
+        if pred_masks.shape[1] != tgt_masks.shape[1]:
+            raise ValueError(
+                f"VideoHungarianMatcher: predictions have {pred_masks.shape[1]} frames but the "
+                f"targets {tgt_masks.shape[1]}"
+            )
+        return super().cost_matrix(logits, pred_masks, labels, tgt_masks)

@@ -14,9 +14,8 @@ from mask2former.model_zoo import backbone_weights, find_model, list_models
 from mask2former.model_zoo.download import ZOO_HOST, expected_md5_prefix
 from mask2former.model_zoo.handlers import Mask2FormerZooHandler
 
-# Kinds of rows whose configs must exist and build. The video configs (configs/youtubevis_2019/,
-# configs/youtubevis_2021/) come from the video work: add "video" here when they are merged.
-CHECKED_KINDS = ("image",)
+# Kinds of rows whose configs must exist and build (video: configs/youtubevis_{2019,2021}/).
+CHECKED_KINDS = ("image", "video")
 
 # our backbone key -> (BACKBONE.NAME, RESNETS.DEPTH or SWIN (EMBED_DIM, DEPTHS, PRETRAIN_IMG_SIZE))
 BACKBONES = {

@@ -45,6 +45,26 @@ def test_parity_with_original(fixture, config):
     assert not _failed(checks), _failed(checks)
 
 
+# what the video fixture must have been compared on (Mask2Former-VIS: head outputs on a 3-frame
+# clip, then the clip inference)
+VIDEO_CHECKS = {
+    "input image", "pred_logits", "image_size", "top-k count", "pred_scores (sorted)",
+    "pred_labels (multiset)", "pred_masks (T, H, W)",
+}
+
+
+@pytest.mark.slow
+def test_video_parity_with_original():
+    checks = parity_tool().run(
+        os.path.join(FIXTURES, "parity_ytvis2019_r50.npz"), config_path("youtubevis_2019/r50.yaml")
+    )
+    names = {n for n, _, _ in checks}
+    assert VIDEO_CHECKS <= names, sorted(VIDEO_CHECKS - names)
+    for base in ("pred_masks", "aux0_pred_masks"):
+        assert sum(n.startswith(base + "[") or n.startswith(base + " (all") for n in names) == 2
+    assert not _failed(checks), _failed(checks)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fixture,config", V1_FIXTURES)
 def test_parity_with_original_maskformer_v1(fixture, config):

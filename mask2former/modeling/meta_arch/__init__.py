@@ -4,3 +4,4 @@ baseline heads (SEM_SEG_HEADS_REGISTRY; the baselines run in Detectron2's Semant
 from .mask_former_head import MaskFormerHead  # noqa: F401
 from .maskformer_model import MaskFormer  # noqa: F401
 from .per_pixel_baseline import PerPixelBaselineHead, PerPixelBaselinePlusHead  # noqa: F401
+from .video_maskformer_model import VideoMaskFormer  # noqa: F401

@@ -6,3 +6,6 @@ from .maskformer_transformer_decoder import (  # noqa: F401
     StandardTransformerDecoder,
     TransformerPredictor,
 )
+from .video_mask2former_transformer_decoder import (  # noqa: F401
+    VideoMultiScaleMaskedTransformerDecoder,
+)

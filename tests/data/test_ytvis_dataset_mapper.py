@@ -13,6 +13,8 @@ from PIL import Image
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode, polygons_to_bitmask
 
+from mask2former import add_maskformer2_video_config
+
 from helpers import make_cfg
 from mask2former.data.dataset_mappers import YTVISDatasetMapper, build_dataset_mapper
 from mask2former.data.dataset_mappers.clip_augmentation import build_clip_augmentations
@@ -26,13 +28,10 @@ ALL_AUGS = ["brightness", "contrast", "saturation", "rotation"]
 
 
 def video_cfg(*opts):
-    """A config with the video INPUT keys (the defaults of the original's
-    ``add_maskformer2_video_config``) added locally, then ``opts``; small sizes."""
+    """A config with the video keys (``add_maskformer2_video_config``), then ``opts``; small
+    sizes."""
     cfg = make_cfg()
-    cfg.INPUT.SAMPLING_FRAME_NUM = 2
-    cfg.INPUT.SAMPLING_FRAME_RANGE = 20
-    cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
-    cfg.INPUT.AUGMENTATIONS = []
+    add_maskformer2_video_config(cfg)
     cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice_by_clip"
     cfg.INPUT.RANDOM_FLIP = "flip_by_clip"
     cfg.INPUT.MIN_SIZE_TRAIN = (32, 40, 48)
@@ -323,12 +322,7 @@ def test_clear_errors(videos, tmp_path):
 
 def test_selected_by_name_or_video_meta_architecture():
     assert isinstance(build_dataset_mapper(video_cfg(), is_train=True), YTVISDatasetMapper)
-    cfg = video_cfg(
-        "INPUT.DATASET_MAPPER_NAME",
-        "mask_former_instance",
-        "MODEL.META_ARCHITECTURE",
-        "VideoMaskFormer",
-    )
+    cfg = video_cfg("MODEL.META_ARCHITECTURE", "VideoMaskFormer")
     assert isinstance(build_dataset_mapper(cfg, is_train=True), YTVISDatasetMapper)
     cfg = video_cfg(
         "INPUT.DATASET_MAPPER_NAME",
@@ -367,3 +361,14 @@ def test_synthetic_clips(tmp_path):
         assert 1 <= len(out["instances"][0]) <= n_tracks
         n_present += int((torch.stack([i.gt_ids for i in out["instances"]]) != -1).sum())
     assert n_present > 0
+
+
+def test_a_video_model_with_an_image_mapper_is_a_clear_error():
+    from mask2former.data.dataset_mappers import build_dataset_mapper
+
+    cfg = video_cfg("MODEL.META_ARCHITECTURE", "VideoMaskFormer",
+                    "INPUT.DATASET_MAPPER_NAME", "coco_panoptic_lsj")
+    with pytest.raises(ValueError, match="takes clips.*INPUT.DATASET_MAPPER_NAME"):
+        build_dataset_mapper(cfg, is_train=True)
+    cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"  # the default: the clip mapper is used
+    assert type(build_dataset_mapper(cfg, is_train=True)).__name__ == "YTVISDatasetMapper"

@@ -77,16 +77,20 @@ def build_dataset_mapper(cfg, is_train: bool = True):
     """The mapper named by cfg.INPUT.DATASET_MAPPER_NAME, or None for Detectron2's default.
 
     With a video meta-architecture the mapper is a clip mapper: INPUT.DATASET_MAPPER_NAME if it
-    names one, else "ytvis" (image mappers cannot read video dicts).
+    names one, "ytvis" if it is left at its default (as the original's video configs do), and an
+    error naming the key if it names an image mapper (image mappers cannot read video dicts).
     """
     name = cfg.INPUT.DATASET_MAPPER_NAME
-    if (
-        cfg.MODEL.META_ARCHITECTURE in VIDEO_META_ARCHITECTURES
-        and name not in VIDEO_DATASET_MAPPERS
-    ):
+    if cfg.MODEL.META_ARCHITECTURE in VIDEO_META_ARCHITECTURES and name not in VIDEO_DATASET_MAPPERS:
+        if name != "mask_former_semantic":  # anything but the default (which video YAMLs keep)
+            raise ValueError(
+                f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r} takes clips, but "
+                f"INPUT.DATASET_MAPPER_NAME {name!r} maps single images: set "
+                f"INPUT.DATASET_MAPPER_NAME to a clip mapper ({sorted(VIDEO_DATASET_MAPPERS)})"
+            )
         logger.info(
             f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r} takes clips: using the clip "
-            f"mapper {DEFAULT_VIDEO_DATASET_MAPPER!r} (INPUT.DATASET_MAPPER_NAME is {name!r})"
+            f"mapper {DEFAULT_VIDEO_DATASET_MAPPER!r}"
         )
         name = DEFAULT_VIDEO_DATASET_MAPPER
     if name in (None, "", "default"):

@@ -16,13 +16,10 @@ loaders, evaluators, optimizer, checkpointer and reliability hooks); subclass it
 class to `train_or_evaluate` to change a part.
 """
 
-from detectron2.engine import default_argument_parser, launch
-
 from mask2former import add_maskformer2_config
-from mask2former.engine import Trainer, setup, train_or_evaluate
-from mask2former.model_zoo import exit_on_model_zoo_error
+from mask2former.engine import Trainer, launch_from_command_line, setup, train_or_evaluate
 
-__all__ = ["Trainer", "setup", "main"]
+__all__ = ["Trainer", "setup", "main", "invoke_main"]
 
 
 def main(args):
@@ -30,19 +27,11 @@ def main(args):
     return train_or_evaluate(cfg, args, Trainer)
 
 
-def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+def invoke_main(argv=None) -> None:
+    """Parse the command line and launch `main` in ``--num-gpus`` processes (a missing model or a
+    failed download ends with one line)."""
+    launch_from_command_line(main, "train_net.py", argv)
 
 
 if __name__ == "__main__":
-    with exit_on_model_zoo_error("train_net.py"):  # missing weights, failed download: one line
-        invoke_main()
+    invoke_main()

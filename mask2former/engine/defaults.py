@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import torch
 
 from detectron2.config import get_cfg
-from detectron2.engine import default_setup
+from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -17,7 +17,7 @@ from ..config import add_maskformer2_config, merge_config_checked
 from ..model_zoo.checks import check_trained_weights
 from ..utils.allocator import cpu_caching_allocator
 
-__all__ = ["setup", "train_or_evaluate"]
+__all__ = ["setup", "train_or_evaluate", "launch_from_command_line"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +61,17 @@ def train_or_evaluate(cfg, args, trainer_cls):
         trainer = trainer_cls(cfg)
         trainer.resume_or_load(resume=args.resume)
         return trainer.train()
+
+
+def launch_from_command_line(main, script: str, argv=None):
+    """Parse Detectron2's standard arguments and run ``main(args)`` in ``--num-gpus`` processes
+    per machine (``--num-machines``, ``--machine-rank``, ``--dist-url``) with Detectron2's
+    ``launch``. A missing trained model or a failed model-zoo download ends the script with one
+    line naming the cause and what to do."""
+    from ..model_zoo import exit_on_model_zoo_error
+
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    with exit_on_model_zoo_error(script):
+        launch(main, args.num_gpus, num_machines=args.num_machines,
+               machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))

@@ -83,15 +83,24 @@ or, in Python:
 Every config below builds the same network as the original config of its row:
 `build_model(cfg).state_dict()` is key-for-key and shape-for-shape the original's for the
 listings in `tests/fixtures/state_dict/` (COCO panoptic R50 / Swin-T / Swin-L, ADE20K semantic
-R50, Cityscapes panoptic R101; `tests/modeling/test_state_dict.py`), so the released checkpoints
-load with strict shapes. Numerical parity with the original implementation is checked for COCO
-panoptic R50 and Swin-T against reference outputs stored in the repository
-(`tests/modeling/test_parity.py`), from the project root:
+R50, Cityscapes panoptic R101, YouTube-VIS 2019 R50 / Swin-T, MaskFormer v1 ADE20K semantic and
+COCO panoptic R50; `tests/modeling/test_state_dict.py`, `test_video_state_dict.py`), so the
+released checkpoints load strictly (same keys and shapes;
+`tests/checkpoint/test_released_checkpoint.py` loads a file in the released format through
+`train_net.py --eval-only` and the demo). Numerical parity with the original implementations is
+checked against reference outputs stored in the repository (`tests/modeling/test_parity.py`),
+from the project root:
 
     python tools/parity_check.py tests/fixtures/parity_coco_panoptic_r50.npz \\
         configs/coco/panoptic/r50.yaml
     python tools/parity_check.py tests/fixtures/parity_coco_panoptic_swin_t.npz \\
         configs/coco/panoptic/swin_t.yaml
+    python tools/parity_check.py tests/fixtures/parity_ytvis2019_r50.npz \\
+        configs/youtubevis_2019/r50.yaml
+    python tools/parity_check.py tests/fixtures/parity_v1_ade20k_semantic_r50.npz \\
+        configs/ade20k/semantic/maskformer_r50.yaml
+    python tools/parity_check.py tests/fixtures/parity_v1_coco_panoptic_r50.npz \\
+        configs/coco/panoptic/maskformer_r50.yaml
 
 - *Metrics*, *model id* and *checkpoint* are copied from the original model zoo: the published
   numbers, which the released checkpoints reach with the original code; we have not
@@ -117,13 +126,15 @@ V1_SECTION = """\
 """
 
 V1_PENDING = """\
-**To be filled:** the released MaskFormer v1 models (facebookresearch/MaskFormer), with the
-config of this project for each, go here (rows in `maskformer_v1` of
-`mask2former/model_zoo/model_zoo.json`).
-
-`configs/coco/panoptic/maskformer_r50.yaml` is the MaskFormer v1 architecture (FPN pixel decoder
-and a 6-layer standard transformer decoder on res5) trained with this project's losses and data;
-it is not a released model.
+**Not listed yet:** the released MaskFormer v1 checkpoints (facebookresearch/MaskFormer, CC-BY-NC
+4.0). Their configs are in this repository under the same layout as the Mask2Former ones, named
+`maskformer_<backbone>.yaml` (and `per_pixel_baseline*.yaml`), e.g.
+`configs/ade20k/semantic/maskformer_r50.yaml`, `configs/coco/panoptic/maskformer_r50.yaml`,
+`configs/ade20k_full/semantic/maskformer_r50.yaml`; they build the v1 networks key-for-key
+(parameter names of the v1 checkpoints) and match the v1 reference outputs (above). The rows
+(metrics, model ids, URLs with md5 prefixes) go into `maskformer_v1` of
+`mask2former/model_zoo/model_zoo.json` once their facts are copied from the v1 model zoo; this
+repository has no verified copy of them yet, so none is listed rather than a guessed one.
 """
 
 BACKBONE_SECTION = """\

@@ -9,7 +9,7 @@ import torch
 from zoo_server import md5, released_format_pkl
 
 from detectron2.modeling import build_model
-from helpers import REPO
+from helpers import REPO, make_cfg
 from mask2former import model_zoo
 from mask2former.checkpoint import Mask2FormerCheckpointer
 from mask2former.model_zoo import table
@@ -34,7 +34,12 @@ def tiny_entry(zoo_server, tmp_path, monkeypatch):
     Returns (entry, the checkpoint's {name: ndarray})."""
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY)
-    data = released_format_pkl(7)
+    # a complete released-format file for the tiny config (inference loads need every weight):
+    # the model's own initial weights, with the two tensors of released_format_pkl(7)
+    torch.manual_seed(1)
+    weights = {k: v.numpy() for k, v in build_model(make_cfg(str(config))).state_dict().items()}
+    weights.update(pickle.loads(released_format_pkl(7))["model"])
+    data = pickle.dumps({"model": weights, "__author__": "tests/model_zoo (synthetic)"}, protocol=2)
     url = zoo_server.put(data, f"model_final_{md5(data)[:6]}.pkl", folder="maskformer/test/tiny")
     base = table.find_model("coco/panoptic/r50")
     entry = dataclasses.replace(base, name="test/panoptic/tiny", config=str(config), url=url,

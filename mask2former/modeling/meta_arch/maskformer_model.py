@@ -72,6 +72,19 @@ def build_criterion(
     )
 
 
+def gt_mask_tensor(instances) -> torch.Tensor:
+    """The ``gt_masks`` of ground-truth Instances as a [G, H, W] tensor (BitMasks unwrapped)."""
+    gt_masks = instances.gt_masks
+    if isinstance(gt_masks, BitMasks):
+        gt_masks = gt_masks.tensor
+    if not isinstance(gt_masks, torch.Tensor):
+        raise TypeError(
+            "gt_masks must be BitMasks or a [G, H, W] tensor, got "
+            f"{type(gt_masks).__name__} (polygons: use mask_format 'bitmask')"
+        )
+    return gt_masks
+
+
 @META_ARCH_REGISTRY.register()
 class MaskFormer(nn.Module):
     """Backbone + MaskFormerHead; losses in training, Detectron2 result dicts at inference.
@@ -346,14 +359,7 @@ class MaskFormer(nn.Module):
         h_pad, w_pad = images.tensor.shape[-2:]
         new_targets = []
         for per_image in targets:
-            gt_masks = per_image.gt_masks
-            if isinstance(gt_masks, BitMasks):
-                gt_masks = gt_masks.tensor
-            if not isinstance(gt_masks, torch.Tensor):
-                raise TypeError(
-                    "gt_masks must be BitMasks or a [G, H, W] tensor, got "
-                    f"{type(gt_masks).__name__} (polygons: use mask_format 'bitmask')"
-                )
+            gt_masks = gt_mask_tensor(per_image)
             padded = gt_masks.new_zeros((gt_masks.shape[0], h_pad, w_pad))
             padded[:, : gt_masks.shape[1], : gt_masks.shape[2]] = gt_masks
             new_targets.append({"labels": per_image.gt_classes, "masks": padded})

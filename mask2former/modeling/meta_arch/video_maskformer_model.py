@@ -35,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
-from detectron2.structures import BitMasks, ImageList
+from detectron2.structures import ImageList
 
 from ..criterion import VideoSetCriterion
 from ..matcher import VideoHungarianMatcher
@@ -43,7 +43,7 @@ from ..postprocessing import video_instance_inference
 from ..transformer_decoder.video_mask2former_transformer_decoder import (
     VideoMultiScaleMaskedTransformerDecoder,
 )
-from .maskformer_model import MaskFormer
+from .maskformer_model import MaskFormer, gt_mask_tensor
 
 __all__ = ["VideoMaskFormer", "associate_queries"]
 
@@ -223,14 +223,7 @@ class VideoMaskFormer(MaskFormer):
                         f"the clip's {num} instances with gt_ids (-1 where absent), as the clip "
                         "mapper does"
                     )
-                gt_masks = inst.gt_masks
-                if isinstance(gt_masks, BitMasks):
-                    gt_masks = gt_masks.tensor
-                if not isinstance(gt_masks, torch.Tensor):
-                    raise TypeError(
-                        "gt_masks must be BitMasks or a [G, H, W] tensor, got "
-                        f"{type(gt_masks).__name__} (polygons: use mask_format 'bitmask')"
-                    )
+                gt_masks = gt_mask_tensor(inst)
                 h, w = gt_masks.shape[-2:]
                 masks[:, t, :h, :w] = gt_masks.to(device=self.device, dtype=torch.bool)
                 ids.append(inst.gt_ids.to(self.device))

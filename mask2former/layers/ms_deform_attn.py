@@ -119,25 +119,29 @@ if _HAS_EXT:
                 torch.empty_like(attention_weights))
 
 
-def _autocast_dtype(device_type):
-    """The autocast dtype when `torch.autocast` is enabled for `device_type`, else None."""
+def _autocast_enabled(device_type):
+    """Whether `torch.autocast` is enabled for `device_type` ("cpu" or "cuda")."""
     if device_type not in ("cpu", "cuda"):
-        return None
+        return False
     if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
-        if not torch.is_autocast_enabled(device_type):
-            return None
+        return torch.is_autocast_enabled(device_type)
+    return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def _autocast_dtype(device_type):
+    """The autocast dtype of `device_type` (only meaningful when autocast is enabled)."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
         return torch.get_autocast_dtype(device_type)
-    if device_type == "cpu":
-        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
-    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+    return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
 
 
 def _apply_autocast(value, sampling_locations, attention_weights):
     """The op's autocast policy (see the module docstring; the C++ Autocast kernels apply the
     same). Returns (value, sampling_locations, attention_weights, autocast_dtype or None)."""
-    dtype = _autocast_dtype(value.device.type) if isinstance(value, torch.Tensor) else None
-    if dtype is None or not value.is_floating_point() or value.dtype == torch.float64:
+    if (not isinstance(value, torch.Tensor) or not value.is_floating_point()
+            or value.dtype == torch.float64 or not _autocast_enabled(value.device.type)):
         return value, sampling_locations, attention_weights, None
+    dtype = _autocast_dtype(value.device.type)
 
     def param(t):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
@@ -201,7 +205,8 @@ def _shape_pairs(spatial_shapes):
     )
 
 
-def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                  check_dtypes=True):
     """Raises ValueError naming the offending argument (see `ms_deform_attn` for shapes).
 
     Values inside tensors (spatial_shapes, level_start_index) are read only outside tracing
@@ -259,6 +264,8 @@ def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, 
     if not value.is_floating_point():
         raise ValueError(f"ms_deform_attn: value must be a floating tensor, got {value.dtype}")
     for name in ("sampling_locations", "attention_weights"):
+        if not check_dtypes:
+            break
         dtype = args[name].dtype
         if dtype == value.dtype or (value.dtype in _LOW_PRECISION and dtype == torch.float32):
             continue
@@ -309,12 +316,16 @@ def ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_lo
         sampling_locations: [N, Lq, M, L, P, 2] normalised (x, y); outside [0, 1] samples zeros
         attention_weights: [N, Lq, M, L, P]
     Returns:
-        [N, Lq, M*D] in value's dtype. A bfloat16/float16 value is computed in float32 (as the
-        native kernels do) and the output rounded to its dtype.
+        [N, Lq, M*D] in value's dtype. Computed in the widest dtype of the three inputs, at
+        least float32: a bfloat16/float16 value is computed in float32 (as the native kernels
+        do) and the output rounded to its dtype.
     """
-    if value.dtype in _LOW_PRECISION:
-        out = ms_deform_attn_pytorch(value.float(), spatial_shapes, level_start_index,
-                                     sampling_locations.float(), attention_weights.float())
+    if (value.dtype in _LOW_PRECISION
+            or not value.dtype == sampling_locations.dtype == attention_weights.dtype):
+        dtype = torch.promote_types(torch.promote_types(value.dtype, sampling_locations.dtype),
+                                    torch.promote_types(attention_weights.dtype, torch.float32))
+        out = ms_deform_attn_pytorch(value.to(dtype), spatial_shapes, level_start_index,
+                                     sampling_locations.to(dtype), attention_weights.to(dtype))
         return out.to(value.dtype)
     N, S, M, D = value.shape
     _, Lq, _, L, P, _ = sampling_locations.shape
@@ -359,9 +370,18 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
     """
     if backend not in ("auto", "native", "pytorch"):
         raise ValueError(f"backend must be 'auto', 'native' or 'pytorch', got {backend!r}")
-    value, sampling_locations, attention_weights, autocast_dtype = _apply_autocast(
-        value, sampling_locations, attention_weights)
-    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    compiling_autocast = (isinstance(value, torch.Tensor) and torch.compiler.is_compiling()
+                          and _autocast_enabled(value.device.type))
+    if compiling_autocast:
+        # torch.compile (torch 2.3) cannot read the autocast dtype: the native op's Autocast
+        # kernel applies the policy while the graph is traced (and checks the dtypes); the
+        # pytorch backend computes in the widest dtype of its inputs (at least float32).
+        autocast_dtype = None
+    else:
+        value, sampling_locations, attention_weights, autocast_dtype = _apply_autocast(
+            value, sampling_locations, attention_weights)
+    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                  check_dtypes=not compiling_autocast)
     native = _native_available(value.device)
     if backend == "native" and not native:
         why = _EXT_REASON if not _HAS_EXT else f"it was built without {value.device.type} kernels"

@@ -134,7 +134,7 @@ def ratio_row(label, size, S, num, den):
             f"{'x' + format(den['fb'] / num['fb'], '.2f'):>10} {num['fb_mem'] / max(den['fb_mem'], 1):8.2f}")
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", default="512x512,800x1333,1024x1024",
@@ -147,7 +147,7 @@ def main():
                         help="comma-separated backends among native, pytorch")
     parser.add_argument("--check", action="store_true",
                         help="also report the max abs difference of native vs pytorch outputs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,6 +175,7 @@ def main():
               f"{'fwd+bwd ms':>10} {'f+b MiB':>8}")
     print(header)
     print("-" * len(header))
+    results = {}  # size -> (dtype, backend) -> medians (ms) and peaks (bytes)
     for size in args.sizes.split(","):
         h, w = (int(v) for v in size.lower().split("x"))
         inputs = {dt: make_inputs(h, w, device, dtype=DTYPES[dt]) for dt in dtypes}
@@ -191,7 +192,7 @@ def main():
             for r in runs:
                 times[(r, "fwd")].append(timed(fwd[r], device))
                 times[(r, "fb")].append(timed(fwdbwd[r], device))
-        res = {}
+        res = results[size] = {}
         for r in runs:
             res[r] = dict(
                 fwd=statistics.median(times[(r, "fwd")]) * 1e3,
@@ -216,6 +217,7 @@ def main():
     print("ratio rows A/B: speed xN = B time / A time (higher: A faster); MiB columns = A peak / "
           "B peak (lower: A smaller). nat/pyt = native vs pytorch; dt/" + dtypes[0] +
           " = that dtype vs " + dtypes[0] + " with one backend")
+    return results
 
 
 if __name__ == "__main__":

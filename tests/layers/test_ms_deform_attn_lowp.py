@@ -26,12 +26,15 @@ ATOL_FP32_GRADS = 1e-4
 VS_FP32 = {torch.bfloat16: (1e-2, 2e-2), torch.float16: (2e-3, 4e-3)}
 
 # (N, M, D, level shapes (H, W), Lq, P): D=32 (the model), D not a multiple of 8 or 16 (vector
-# tails), D > 32 (several channel blocks), 1-pixel levels.
+# tails), D > 32 (several channel blocks), 1-pixel levels; L*P points per query below, at and
+# above 16 (the AVX-512 code sets up 16 points per register).
 CONFIGS = [
     (2, 3, 5, [(7, 9), (4, 5), (1, 3)], 11, 4),
     (1, 8, 32, [(16, 16), (8, 8), (4, 4)], 64, 4),
     (1, 2, 40, [(9, 9), (5, 4)], 13, 3),
     (3, 2, 19, [(5, 3), (2, 7), (3, 1), (1, 1)], 9, 3),
+    (2, 2, 8, [(6, 5), (3, 3), (2, 2), (1, 2)], 7, 5),
+    (1, 4, 16, [(5, 5), (3, 3)], 6, 8),
 ]
 # dtypes of (sampling_locations, attention_weights) relative to a 16-bit value
 PARAMS = {"fp32": ("f32", "f32"), "value": ("v", "v"), "loc32": ("f32", "v"), "w32": ("v", "f32")}

@@ -129,9 +129,10 @@ def mib(nbytes):
 
 def ratio_row(label, size, S, num, den):
     """num/den speed (den time / num time) and num/den peak memory."""
-    return (f"{size:>10} {S:>6} {label:>14} | "
-            f"{'x' + format(den['fwd'] / num['fwd'], '.2f'):>9} {num['fwd_mem'] / max(den['fwd_mem'], 1):8.2f} | "
-            f"{'x' + format(den['fb'] / num['fb'], '.2f'):>10} {num['fb_mem'] / max(den['fb_mem'], 1):8.2f}")
+    speed = {k: "x" + format(den[k] / num[k], ".2f") for k in ("fwd", "fb")}
+    mem = {k: num[k] / max(den[k], 1) for k in ("fwd_mem", "fb_mem")}
+    return (f"{size:>10} {S:>6} {label:>14} | {speed['fwd']:>9} {mem['fwd_mem']:8.2f} | "
+            f"{speed['fb']:>10} {mem['fb_mem']:8.2f}")
 
 
 def main(argv=None):
@@ -153,7 +154,8 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     backends = args.backends.split(",")
     if not backends or any(b not in ("native", "pytorch") for b in backends):
-        sys.exit(f"--backends must be a comma-separated subset of native,pytorch, got {args.backends!r}")
+        sys.exit(f"--backends must be a comma-separated subset of native,pytorch, "
+                 f"got {args.backends!r}")
     native_name = f"native-{device.type}"
     if "native" in backends and native_name not in available_backends():
         sys.exit(f"{native_name} is not available (backends: {available_backends()}); "
@@ -201,18 +203,20 @@ def main(argv=None):
                 fb_mem=peak_memory(fwdbwd[r], device),
             )
             x = res[r]
-            print(f"{size:>10} {S:>6} {r[0] + ' ' + r[1]:>14} | {x['fwd']:9.1f} {mib(x['fwd_mem'])} | "
-                  f"{x['fb']:10.1f} {mib(x['fb_mem'])}")
+            print(f"{size:>10} {S:>6} {r[0] + ' ' + r[1]:>14} | {x['fwd']:9.1f} "
+                  f"{mib(x['fwd_mem'])} | {x['fb']:10.1f} {mib(x['fb_mem'])}")
         if "native" in backends and "pytorch" in backends:
             for dt in dtypes:
-                print(ratio_row(f"{dt} nat/pyt", size, S, res[(dt, "native")], res[(dt, "pytorch")]))
+                print(ratio_row(f"{dt} nat/pyt", size, S, res[(dt, "native")],
+                                res[(dt, "pytorch")]))
         for dt in dtypes[1:]:
             for b in backends:
                 print(ratio_row(f"{dt}/{dtypes[0]} {b[:3]}", size, S, res[(dt, b)],
                                 res[(dtypes[0], b)]))
         if args.check and "native" in backends and "pytorch" in backends:
             for dt in dtypes:
-                diff = (fwd[(dt, "native")]().float() - fwd[(dt, "pytorch")]().float()).abs().max().item()
+                diff = (fwd[(dt, "native")]().float() - fwd[(dt, "pytorch")]().float())
+                diff = diff.abs().max().item()
                 print(f"{'':>10} {dt}: max |native - pytorch| forward = {diff:.2e}")
     print("ratio rows A/B: speed xN = B time / A time (higher: A faster); MiB columns = A peak / "
           "B peak (lower: A smaller). nat/pyt = native vs pytorch; dt/" + dtypes[0] +

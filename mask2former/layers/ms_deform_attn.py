@@ -21,25 +21,30 @@ Other combinations raise a ValueError naming the argument (cast them yourself). 
 float32 (float64 for float64): 16-bit values and weights are read as they are, the bilinear sums
 accumulate in float32 and the output is rounded once to value's dtype; the backward accumulates
 the value gradient in a float32 buffer and returns each gradient in its input's dtype. float32
-sampling locations are recommended with 16-bit values: a bfloat16 location in [0, 1] is only
-resolved to 2**-9, i.e. 1/8 pixel on a 64-pixel level and 1/4 on a 128-pixel one. The native CPU
-kernels for 16-bit values are vectorised with AVX-512 or AVX2 (whichever torch uses on the
-machine, see `torch.ops.mask2former.cpu_vector_isa()`), else scalar; the pytorch backend computes
-16-bit inputs in float32 and rounds the output.
+sampling locations are recommended with 16-bit values: a bfloat16 location in [0.5, 1] carries
+an error of up to 2**-9, i.e. 1/8 pixel on a 64-pixel level and 1/4 on a 128-pixel one. The
+native CPU kernels for 16-bit values are vectorised with AVX-512 or AVX2 (whichever torch uses on
+the machine; `torch.ops.mask2former.cpu_vector_isa()` says which), else scalar; the pytorch
+backend computes 16-bit inputs in float32 and rounds the output.
 
 Autocast (`torch.autocast("cpu"|"cuda", dtype=T)`, T = bfloat16 or float16): the op runs in T
 instead of whatever dtype it is handed: value is cast to T, sampling_locations and
 attention_weights are kept when they are float32 or T and cast to float32 otherwise; the output
 has dtype T. A float64 value is left alone (as autocast does). The native op applies this in its
 Autocast kernels (so direct `torch.ops` calls and compiled graphs get it too), `ms_deform_attn`
-applies the same rule in Python for every backend.
+applies the same rule in Python for every backend (under torch.compile it leaves it to the
+Autocast kernel: dynamo cannot read the autocast dtype in torch 2.3).
 
-Precision of 16-bit inputs (checked by tests/layers/test_ms_deform_attn.py): against the float64
-computation on the same (already 16-bit) inputs, every output and value-gradient element is within
-two units of rounding, |err| <= 2**-7 |ref| (bfloat16; 2**-10 for float16) + 1e-5 max|ref|; the float32
-location and weight gradients within 1e-4 max|ref|. Against the float32 op on unrounded float32
-inputs (the rounding of value and weights to bfloat16 included, float32 locations), the bfloat16
-output stays within 1e-2 max|out| and the gradients within 2e-2 of their max (float16: 2e-3 / 4e-3).
+Precision of 16-bit inputs (tests/layers/test_ms_deform_attn_lowp.py checks these bounds):
+  * against the float64 computation on the same (already 16-bit) inputs, every element of the
+    output and of the value gradient is within two units of rounding of its dtype plus the
+    float32 summation error: |err| <= 2**-7 |ref| + 1e-5 max|ref| (bfloat16; 2**-10 for
+    float16); float32 location / weight gradients within 1e-4 max|ref|;
+  * against the float32 op on the unrounded float32 inputs (value and weights rounded to the
+    16-bit dtype, locations float32): max|err| <= 1e-2 max|ref| for the bfloat16 output and
+    2e-2 for its gradients (float16: 2e-3 / 4e-3); measured on the test inputs: 3.9e-3 / 5.1e-3
+    (float16: 4.9e-4 / 9.1e-4). With bfloat16 locations the location error dominates (up to
+    0.12 of max|out| on the same inputs, whose points sit on borders and pixel edges).
 """
 import importlib.util
 import math
@@ -132,7 +137,9 @@ def _autocast_dtype(device_type):
     """The autocast dtype of `device_type` (only meaningful when autocast is enabled)."""
     if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
         return torch.get_autocast_dtype(device_type)
-    return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
+    if device_type == "cpu":
+        return torch.get_autocast_cpu_dtype()
+    return torch.get_autocast_gpu_dtype()
 
 
 def _apply_autocast(value, sampling_locations, attention_weights):

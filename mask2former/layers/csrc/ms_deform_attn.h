@@ -67,7 +67,8 @@ struct TypeTag {
 template <typename Fn>
 void dispatch_ms_deform_attn_types(const at::Tensor& value, const at::Tensor& sampling_locations,
                                    const at::Tensor& attention_weights, Fn&& fn) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn", [&] {
+  const auto value_type = value.scalar_type();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value_type, "ms_deform_attn", [&] {
     using value_t = scalar_t;
     if constexpr (std::is_same_v<value_t, float> || std::is_same_v<value_t, double>) {
       fn(TypeTag<value_t>{}, TypeTag<value_t>{}, TypeTag<value_t>{});

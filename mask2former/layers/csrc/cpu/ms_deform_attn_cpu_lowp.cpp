@@ -91,7 +91,9 @@ void forward_taps_scalar(const T* value, const Tap* taps, int64_t n, int64_t d_b
                          int64_t d_end, T* out) {
   for (int64_t d = d_begin; d < d_end; ++d) {
     float acc = 0.f;
-    for (int64_t t = 0; t < n; ++t) acc += taps[t].coef * static_cast<float>(value[taps[t].offset + d]);
+    for (int64_t t = 0; t < n; ++t) {
+      acc += taps[t].coef * static_cast<float>(value[taps[t].offset + d]);
+    }
     out[d] = static_cast<T>(acc);
   }
 }

@@ -416,6 +416,11 @@ class MSDeformAttn(nn.Module):
     Args:
         d_model: channels C; n_levels: L; n_heads: M (C % M == 0); n_points: P per level and head
         backend: passed to `ms_deform_attn` ("auto", "native" or "pytorch")
+
+    Dtypes: a float32/float64 module samples in the widest dtype of value, locations and weights.
+    When value is bfloat16/float16 (under autocast, or a 16-bit module) the op samples it in that
+    dtype (the native 16-bit kernels) with float32 locations (they come from float32 reference
+    points) and the weights as they are (16-bit or float32); the output is value's dtype.
     """
 
     def __init__(self, d_model=256, n_levels=4, n_heads=8, n_points=4, backend="auto"):

@@ -419,8 +419,9 @@ class MSDeformAttn(nn.Module):
 
     Dtypes: a float32/float64 module samples in the widest dtype of value, locations and weights.
     When value is bfloat16/float16 (under autocast, or a 16-bit module) the op samples it in that
-    dtype (the native 16-bit kernels) with float32 locations (they come from float32 reference
-    points) and the weights as they are (16-bit or float32); the output is value's dtype.
+    dtype (the native 16-bit kernels), with the locations in float32 when they are (they are
+    whenever the reference points are: the pixel decoder makes them float32) and the weights as
+    they are (16-bit or float32); the output has value's dtype.
     """
 
     def __init__(self, d_model=256, n_levels=4, n_heads=8, n_points=4, backend="auto"):

@@ -5,6 +5,7 @@ import copy
 import os
 
 import pytest
+import torch
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -12,6 +13,7 @@ from mask2former.checkpoint import Mask2FormerCheckpointer
 from mask2former.data.dataset_mappers import DATASET_MAPPERS, build_dataset_mapper
 from mask2former.data.robust_loading import read_skip_log, set_skip_log
 from mask2former.engine import EnsureFinalCheckpoint, NonFiniteLossGuard, SkippedSamplesSummary, Trainer
+from mask2former.engine.trainer import CPUAutocastTrainer
 
 from helpers import TINY_TRAIN_CONFIG, make_cfg
 
@@ -90,3 +92,35 @@ def test_parts_come_from_the_build_methods(dataset_with_a_truncated_jpeg, tmp_pa
     periodic = [h for h in trainer._hooks if type(h).__name__ == "PeriodicCheckpointer"]
     assert periodic and periodic[0].checkpointer is trainer.checkpointer
     assert os.environ.get("MASK2FORMER_SKIP_LOG", "").endswith("skipped_samples.jsonl")
+
+
+def _forward_dtypes(trainer):
+    """Run one step; the dtype the model's first Linear layer computed in."""
+    seen = []
+    linear = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear))
+    handle = linear.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    handle.remove()
+    return seen
+
+
+def test_amp_on_cpu_trains_under_bf16_autocast_where_supported(toy_trainer_factory, tmp_path,
+                                                                 monkeypatch, caplog):
+    from mask2former.engine import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_bf16_support", lambda: (True, "test: supported"))
+    trainer = toy_trainer_factory(tmp_path / "a", max_iter=2, period=100, amp=True)
+    assert isinstance(trainer._trainer, CPUAutocastTrainer)
+    assert set(_forward_dtypes(trainer)) == {torch.bfloat16}
+    # the weights and their gradients stay fp32 (no gradient scaler needed)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all()
+               for p in trainer.model.parameters())
+
+    monkeypatch.setattr(trainer_module, "cpu_bf16_support",
+                        lambda: (False, "test: no bf16 instructions"))
+    with caplog.at_level("WARNING"):
+        trainer = toy_trainer_factory(tmp_path / "b", max_iter=2, period=100, amp=True)
+    assert type(trainer._trainer).__name__ == "SimpleTrainer"
+    assert "training in fp32, because test: no bf16 instructions" in caplog.text
+    assert set(_forward_dtypes(trainer)) == {torch.float32}

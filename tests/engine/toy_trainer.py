@@ -45,7 +45,7 @@ def toy_loader(bad_at=()):
 
 
 def make_toy_trainer(tmp_path, *, max_iter=6, period=2, bad_at=(), action="stop", max_skips=20,
-                     check_gradients=True, step_trainer_cls=None):
+                     check_gradients=True, step_trainer_cls=None, amp=False):
     """A `Trainer` on `ToyModel` and `toy_loader(bad_at)`; ``step_trainer_cls`` replaces the inner
     step trainer (a SimpleTrainer subclass built as ``cls(model, data_loader, optimizer)``)."""
     cfg = make_cfg()
@@ -63,6 +63,7 @@ def make_toy_trainer(tmp_path, *, max_iter=6, period=2, bad_at=(), action="stop"
     cfg.DATASETS.TEST = ()
     cfg.TEST.EVAL_PERIOD = 0
     cfg.MODEL.DEVICE = "cpu"
+    cfg.SOLVER.AMP.ENABLED = amp
 
     class Toy(Trainer):
         @classmethod

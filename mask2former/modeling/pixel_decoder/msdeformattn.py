@@ -330,8 +330,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
             mask_features [N, mask_dim, H/4, W/4]; the encoder output of the coarsest level
             [N, conv_dim, H/32, W/32]; multi-scale features [res5, res4, res3 levels], each
             [N, conv_dim, H_l, W_l]. Under autocast the convs and linears run in the autocast
-            dtype; `MSDeformAttn` samples in the widest dtype of its inputs (its sampling
-            locations stay fp32), so nothing here forces the whole decoder to fp32.
+            dtype; `MSDeformAttn` then runs the op's native 16-bit kernel (value in the autocast
+            dtype, sampling locations fp32, fp32 accumulation), so nothing here forces the
+            decoder to fp32.
         """
         srcs, pos = [], []
         for idx, name in enumerate(self.transformer_in_features[::-1]):

@@ -187,6 +187,12 @@ def add_maskformer2_config(cfg):
     _set_default(swin, "OUT_FEATURES", ["res2", "res3", "res4", "res5"])
     _set_default(swin, "USE_CHECKPOINT", False)
 
+    # ---- inference precision (mask2former/utils/precision.py) ----
+    # "fp32"; "bf16" (CPU with bf16 instructions, or CUDA): the backbone and head run under
+    # autocast, post-processing on fp32 logits; "fp16": CUDA only. A CPU without bf16
+    # instructions runs fp32 and says so.
+    _set_default(cfg.TEST, "PRECISION", "fp32")
+
     # ---- runtime ----
     # On CPU, install mask2former's caching allocator (mask2former/utils/allocator.py) in
     # train_net.py and demo/demo.py: large buffers are reused instead of page-faulted in again

@@ -97,6 +97,13 @@ def get_parser():
         help="multi-scale deformable attention backend(s); several give ratios in one run",
     )
     p.add_argument(
+        "--precision",
+        nargs="+",
+        default=None,
+        choices=["fp32", "bf16", "fp16"],
+        help="inference precision(s) (TEST.PRECISION); several give ratios to the first in one run",
+    )
+    p.add_argument(
         "--allocator",
         default="caching",
         choices=["caching", "default", "both"],
@@ -155,9 +162,16 @@ def build(cfg, args):
     return model
 
 
-def set_backend(model, backend):
+def set_backend(model, variant):
+    """Set a variant ``BACKEND`` or ``BACKEND/PRECISION`` (e.g. "native/bf16"): the op backend of
+    every MSDeformAttn module and the model's inference precision (TEST.PRECISION); returns the
+    number of MSDeformAttn modules."""
     from mask2former.layers import MSDeformAttn
+    from mask2former.utils.precision import inference_dtype
 
+    backend, _, prec = variant.partition("/")
+    if prec:
+        model.inference_dtype = inference_dtype(prec, str(model.device))
     n = 0
     for m in model.modules():
         if isinstance(m, MSDeformAttn):
@@ -359,6 +373,8 @@ def run(args):
             "--backend pytorch/auto"
         )
     backends = list(dict.fromkeys(args.backend))
+    if args.precision:  # variants BACKEND/PRECISION, timed alternately
+        backends = [f"{b}/{p}" for p in dict.fromkeys(args.precision) for b in backends]
 
     cfg = setup_cfg(args)
     model = build(cfg, args)
@@ -479,7 +495,10 @@ def measure(args, model, recorder, inputs, device, backends, per_call, unit):
         )
 
     if len(backends) > 1:
-        ref = "pytorch" if "pytorch" in backends else backends[-1]
+        if args.precision:  # ratios to the first precision given (e.g. fp32)
+            ref = backends[0]
+        else:
+            ref = "pytorch" if "pytorch" in backends else backends[-1]
         print(f"\nratios (time of {ref} / time of each backend, same run; > 1 = faster than {ref})")
         for phase in phases:
             for b in (b for b in backends if b != ref):

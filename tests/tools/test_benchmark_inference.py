@@ -106,3 +106,13 @@ def test_video_frames_smoke_run(capsys):
 def test_video_frames_needs_a_video_config():
     with pytest.raises(SystemExit, match="video config"):
         _tool().main(["--config-file", CONFIG, "--video-frames", "2", "--opts", *SHALLOW])
+
+
+def test_precisions_are_timed_side_by_side(capsys):
+    times = _tool().main(
+        ["--config-file", CONFIG, "--size", "64x64", "--warmup", "1", "--iters", "1",
+         "--backend", "native", "--precision", "fp32", "bf16", "--no-memory", "--opts", *SHALLOW]
+    )
+    out = capsys.readouterr().out
+    assert set(times) == {"native/fp32", "native/bf16"}
+    assert "native/bf16: total=" in out  # the ratio row to fp32 of the same run

@@ -5,7 +5,7 @@ pixel decoder, the dense focal loss (MASK_LOSS_TYPE "focal", TRAIN_NUM_POINTS 0)
 output, and its panoptic rule (TEST.PANOPTIC_SEGMENT_WITHIN_MASK False).
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ from detectron2.utils.memory import retry_if_cuda_oom
 
 from ..criterion import SetCriterion
 from ..matcher import HungarianMatcher
+from ...utils.precision import inference_dtype as precision_dtype
 from ..postprocessing import (
     crop_and_resize,
     instance_inference,
@@ -72,6 +73,17 @@ def build_criterion(
     )
 
 
+def _to_float(outputs):
+    """The head's outputs (nested dicts / lists of tensors) with floating tensors as fp32."""
+    if isinstance(outputs, dict):
+        return {k: _to_float(v) for k, v in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_to_float(v) for v in outputs)
+    if torch.is_tensor(outputs) and outputs.is_floating_point():
+        return outputs.float()
+    return outputs
+
+
 def gt_mask_tensor(instances) -> torch.Tensor:
     """The ``gt_masks`` of ground-truth Instances as a [G, H, W] tensor (BitMasks unwrapped)."""
     gt_masks = instances.gt_masks
@@ -121,6 +133,7 @@ class MaskFormer(nn.Module):
         instance_on: bool = False,
         test_topk_per_image: int = 100,
         panoptic_segment_within_mask: bool = True,
+        inference_dtype: Optional[torch.dtype] = None,
     ):
         """
         Args:
@@ -135,6 +148,9 @@ class MaskFormer(nn.Module):
             panoptic_segment_within_mask: a panoptic segment is the pixels its query wins
                 where its own sigmoid >= 0.5 (Mask2Former), or all of them (False, MaskFormer
                 v1); see `panoptic_inference`.
+            inference_dtype: None (fp32) or the autocast dtype of the backbone and head at
+                inference (TEST.PRECISION: torch.bfloat16 on CPU/CUDA, torch.float16 on CUDA);
+                post-processing always runs on fp32 logits.
         """
         super().__init__()
         self.backbone = backbone
@@ -155,6 +171,7 @@ class MaskFormer(nn.Module):
         self.panoptic_on = panoptic_on
         self.test_topk_per_image = test_topk_per_image
         self.panoptic_segment_within_mask = panoptic_segment_within_mask
+        self.inference_dtype = inference_dtype
 
     @classmethod
     def from_config(cls, cfg):
@@ -184,6 +201,7 @@ class MaskFormer(nn.Module):
             "panoptic_on": test.PANOPTIC_ON,
             "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
             "panoptic_segment_within_mask": test.PANOPTIC_SEGMENT_WITHIN_MASK,
+            "inference_dtype": precision_dtype(cfg.TEST.PRECISION, cfg.MODEL.DEVICE),
         }
 
     @classmethod
@@ -249,14 +267,18 @@ class MaskFormer(nn.Module):
         return self.normalize_and_pad([x["image"] for x in batched_inputs])
 
     def predict(self, images: ImageList, *, return_aux: bool):
-        """Backbone and head on a padded batch: the head's output dict."""
+        """Backbone and head on a padded batch: the head's output dict. At inference with
+        TEST.PRECISION bf16/fp16 both run under autocast and the outputs come back as fp32 (the
+        thresholds and argmaxes of post-processing see fp32 logits)."""
         x = images.tensor
         if not self.training and x.device.type == "cpu":
             # oneDNN's convolutions run NHWC faster on CPU (ResNet-50 at 512x512: ~1.3x);
             # the convolution outputs keep that layout, values agree to float rounding
             x = x.contiguous(memory_format=torch.channels_last)
-        features = self.backbone(x)
-        return self.sem_seg_head(features, return_aux=return_aux)
+        low_precision = not self.training and self.inference_dtype is not None
+        with torch.autocast(x.device.type, dtype=self.inference_dtype, enabled=low_precision):
+            outputs = self.sem_seg_head(self.backbone(x), return_aux=return_aux)
+        return _to_float(outputs) if low_precision else outputs
 
     def weighted_losses(self, losses):
         """The criterion's losses times their weights (losses without a weight are dropped)."""

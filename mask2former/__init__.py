@@ -1,12 +1,25 @@
 """Mask2Former as a Detectron2 project.
 
-Importing this package registers the meta-architecture, heads, pixel decoders, transformer
+Importing this package registers the meta-architectures, heads, pixel decoders, transformer
 decoders and the Swin backbone into Detectron2's registries, the dataset mappers, and the
-datasets of SPEC §7 (registration is idempotent).
+datasets of SPEC §7 (registration is idempotent). Scripts written for the original import the
+same names from here (config functions, dataset mappers, the meta-architectures, TTA, the
+instance evaluator).
 """
 from . import data  # noqa: F401  (dataset registrations and mappers)
 from . import modeling  # noqa: F401  (registry entries)
 from .config import add_maskformer2_config, add_maskformer2_video_config  # noqa: F401
+from .data.dataset_mappers import (  # noqa: F401
+    COCOInstanceNewBaselineDatasetMapper,
+    COCOPanopticNewBaselineDatasetMapper,
+    MaskFormerInstanceDatasetMapper,
+    MaskFormerPanopticDatasetMapper,
+    MaskFormerSemanticDatasetMapper,
+    YTVISDatasetMapper,
+)
+from .evaluation import InstanceSegEvaluator, YTVISEvaluator  # noqa: F401
+from .modeling import MaskFormer, VideoMaskFormer  # noqa: F401
+from .modeling.test_time_augmentation import SemanticSegmentorWithTTA  # noqa: F401
 
 __version__ = "0.1.0"
 

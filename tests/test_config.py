@@ -236,7 +236,7 @@ DATASETS = {  # (dataset, task) -> (train, test, classes, mapper, (semantic, ins
         "ade20k_instance_val",
         100,
         "mask_former_instance",
-        (False, True, False),
+        (True, True, True),  # as the original (only instance AP is scored)
     ),
     ("cityscapes", "semantic"): (
         "cityscapes_fine_sem_seg_train",
@@ -314,7 +314,9 @@ def expected_for(rel):
             {
                 "MODEL.BACKBONE.NAME": "build_resnet_backbone",
                 "MODEL.RESNETS.DEPTH": 101 if name == "r101" else 50,
-                "MODEL.RESNETS.NORM": "SyncBN" if dataset == "cityscapes" else "FrozenBN",
+                # SyncBN: Cityscapes and the ADE20K semantic R101 config of the original
+                "MODEL.RESNETS.NORM": "SyncBN" if dataset == "cityscapes" or (
+                    dataset == "ade20k" and task == "semantic" and name == "r101") else "FrozenBN",
             }
         )
     if dataset == "coco":
@@ -334,6 +336,8 @@ def expected_for(rel):
         exp["SOLVER.LR_SCHEDULER_NAME"] = "WarmupPolyLR"
         exp["INPUT.CROP.SIZE"] = [1024, 1024]
         exp["MODEL.SEM_SEG_HEAD.IGNORE_VALUE"] = 65
+        # the original's Mapillary Vistas configs keep every query (semantic and panoptic)
+        exp["MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD"] = 0.0
     return exp
 
 
@@ -467,3 +471,30 @@ def test_no_inert_keys(rel):
             text = f.read()
         assert not [k for k in inert if k in text], f"{path} sets keys {rel} never reads"
         assert "not used" not in text, f"{path} has a key commented 'not used'"
+
+
+def test_the_original_package_exports():
+    """Scripts written for the original import these names from the package."""
+    import mask2former
+
+    for name in ("add_maskformer2_config", "add_maskformer2_video_config", "MaskFormer",
+                 "VideoMaskFormer", "SemanticSegmentorWithTTA", "InstanceSegEvaluator",
+                 "YTVISEvaluator", "COCOInstanceNewBaselineDatasetMapper",
+                 "COCOPanopticNewBaselineDatasetMapper", "MaskFormerInstanceDatasetMapper",
+                 "MaskFormerPanopticDatasetMapper", "MaskFormerSemanticDatasetMapper",
+                 "YTVISDatasetMapper"):
+        assert callable(getattr(mask2former, name)), name
+
+
+@pytest.mark.parametrize("rel,threshold", [
+    ("mapillary_vistas/panoptic/r50.yaml", 0.0), ("mapillary_vistas/panoptic/swin_l.yaml", 0.0),
+    ("mapillary_vistas/semantic/r50.yaml", 0.0), ("mapillary_vistas/semantic/swin_l.yaml", 0.0),
+    ("coco/panoptic/r50.yaml", 0.8)])
+def test_object_mask_threshold_as_the_original(rel, threshold):
+    assert load(rel).MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD == threshold
+
+
+def test_ade20k_facts_as_the_original():
+    assert load("ade20k/semantic/r101.yaml").MODEL.RESNETS.NORM == "SyncBN"
+    test = load("ade20k/instance/r50.yaml").MODEL.MASK_FORMER.TEST
+    assert test.SEMANTIC_ON and test.INSTANCE_ON and test.PANOPTIC_ON

@@ -52,6 +52,8 @@ MAX_ITER = 30
 PREEMPT_AFTER = 9  # signal once the periodic checkpoint of this iteration exists
 LOSS_TOLERANCE = 0.02
 JOB_TIMEOUT_S = 900
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+                "BOOT_FAIL", "DEADLINE", "PREEMPTED")
 
 
 def _image_data(root: str) -> None:
@@ -135,8 +137,7 @@ class JobWatch:
         end = time.time() + timeout
         while time.time() < end:
             state = self.poll().get("JobState")
-            if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-                         "BOOT_FAIL", "DEADLINE", "PREEMPTED"):
+            if state in FINAL_STATES:
                 return True
             if until is not None and until():
                 return False
@@ -177,9 +178,11 @@ def compare_losses(ref: List[dict], other: List[dict], tol=LOSS_TOLERANCE) -> st
             expect(rel <= tol, f"{k} at iteration {r['iteration']}: {r[k]:.6g} vs reference "
                                f"{ref_r[k]:.6g} ({100 * rel:.2f}% > {100 * tol:.0f}%)")
     n = len(loss_keys(common[0]))
-    return (f"{n} losses x iterations {[r['iteration'] for r in common]} within "
-            f"{100 * worst:.3f}% of the reference (max at {where or '-'}; tolerance "
-            f"{100 * tol:.0f}%)")
+    its = [r["iteration"] for r in common]
+    if worst == 0.0:
+        return f"{n} losses x iterations {its} identical to the reference's"
+    return (f"{n} losses x iterations {its} within {100 * worst:.3f}% of the reference's (largest "
+            f"difference: {where}; tolerance {100 * tol:.0f}%)")
 
 
 def load_ckpt(path: str) -> dict:
@@ -390,12 +393,13 @@ class Check:
                             load_ckpt(os.path.join(out, ref_ck)))
         expect(diff <= 1e-4, f"attempt 1's {ref_ck} differs from the reference's by {diff:.3g}")
         self.report(
-            f"{w.name} preemption job {job}: states {watch.history}; slurmctld.log "
-            f"'Requeuing JobId={job}'; jobcomp.log attempts {' -> '.join(comp_states)}")
+            f"{w.name} preemption job {job}: states {watch.history}; requeue: slurmctld.log "
+            f"'Requeuing JobId={job}', jobcomp.log one record per attempt: "
+            f"{comp_states[0]} (attempt 1, requeued) then {comp_states[1]}")
         self.report(
-            f"{w.name} preemption job {job}: {sig} {time.time() - signalled:.0f} s before the end; "
-            f"attempt 1 stopped after iteration {k} ({ckpt_name}: iteration {k}, {k + 1} AdamW "
-            f"steps); attempt 2 (restart 1, --resume) started at iteration {k + 1} and finished at "
+            f"{w.name} preemption job {job}: {sig} sent {time.time() - signalled:.0f} s before the "
+            f"job ended; attempt 1 stopped after iteration {k} ({ckpt_name}: iteration {k}, "
+            f"{k + 1} AdamW steps); attempt 2 (restart 1, --resume) started at iteration {k + 1} and finished at "
             f"{MAX_ITER - 1} (model_final.pth: {MAX_ITER} AdamW steps); metrics.json iterations "
             f"{its}, lr of each = schedule; {ref_ck} equal to the reference's "
             f"(max |diff| {diff:.2g}) ({time.time() - start:.0f} s)")

@@ -12,8 +12,8 @@ their iteration, save a checkpoint of it and stop (`mask2former.engine.hooks.Pre
 task 0 then requeues the job, which continues with ``--resume`` at the next iteration.
 
     python tools/submit_slurm.py --config-file configs/coco/panoptic/swin_l.yaml \\
-        --nodes 2 --num-gpus 8 --partition learnfair --timeout 4320 --job-dir /checkpoint/$USER/m2f \\
-        OUTPUT_DIR /checkpoint/$USER/m2f/output
+        --nodes 2 --num-gpus 8 --partition learnfair --timeout 4320 \\
+        --job-dir /checkpoint/$USER/m2f OUTPUT_DIR /checkpoint/$USER/m2f/output
 
     # the same training in a local subprocess (no Slurm), e.g. to check a config end to end:
     python tools/submit_slurm.py --cluster local --config-file ... --num-gpus 1 --job-dir /tmp/job

@@ -24,6 +24,11 @@ class _SignalAt(HookBase):
             os.kill(os.getpid(), self.signum)
 
 
+def _adam_steps(ckpt):
+    """AdamW's step count of every parameter in a checkpoint (the DefaultTrainer's state)."""
+    return {int(s["step"]) for s in ckpt["trainer"]["_trainer"]["optimizer"]["state"].values()}
+
+
 def _preemption_hooks(trainer):
     return [h for h in trainer._hooks if isinstance(h, PreemptionCheckpoint)]
 
@@ -65,7 +70,7 @@ def test_signal_saves_the_current_iteration_and_resume_continues(tmp_path, toy_t
     ckpt = torch.load(tmp_path / "model_0000004.pth", weights_only=True)
     assert ckpt["iteration"] == 4 and ckpt["trainer"]["iteration"] == 4
     # AdamW counted exactly the 5 steps 0..4
-    assert {int(s["step"]) for s in ckpt["trainer"]["_trainer"]["optimizer"]["state"].values()} == {5}
+    assert _adam_steps(ckpt) == {5}
     marker = json.loads((tmp_path / "preempted.json").read_text())
     assert marker["iteration"] == 4 and marker["checkpoint"] == "model_0000004.pth"
     assert marker["signal"] == "SIGUSR2"
@@ -79,7 +84,7 @@ def test_signal_saves_the_current_iteration_and_resume_continues(tmp_path, toy_t
     assert t2.start_iter == 5
     t2.train()
     final = torch.load(tmp_path / "model_final.pth", weights_only=True)
-    assert {int(s["step"]) for s in final["trainer"]["_trainer"]["optimizer"]["state"].values()} == {8}
+    assert _adam_steps(final) == {8}
     records = [json.loads(line) for line in (tmp_path / "metrics.json").read_text().splitlines()]
     its = [r["iteration"] for r in records]
     assert its == sorted(set(its)) and its[-1] == 7  # strictly increasing across both runs

@@ -103,7 +103,8 @@ def test_partition_default_and_cpu_jobs(tmp_path):
     args = _args(s, tmp_path, "--num-gpus", "8", job_dir="/home/u/job", output_dir="/home/u/out")
     assert s.check_submission(args, info, "login1", MOUNTS) == "learnfair"
     cpu = _args(s, tmp_path, "--cpu", "--partition", "cpuonly", "--cpus-per-gpu", "4",
-                "--num-gpus", "8", "--mem-per-gpu", "8", job_dir="/home/u/j", output_dir="/home/u/o")
+                "--num-gpus", "8", "--mem-per-gpu", "8", job_dir="/home/u/j",
+                output_dir="/home/u/o")
     assert s.check_submission(cpu, info, "login1", MOUNTS) == "cpuonly"
     no_default = s.parse_sinfo(SINFO.replace("learnfair*", "learnfair"))
     with pytest.raises(s.SubmissionError, match="No --partition given and the cluster has no "
@@ -198,6 +199,7 @@ def test_local_executor_preempted_requeued_and_resumed(train_synthetic_root, tin
     assert "machine 0/1" in log and "resume=True" in log
     assert (out / "model_final.pth").exists() and (out / f"model_{k:07d}.pth").exists()
     assert not (out / "preempted.json").exists()  # removed by the resumed attempt
-    its = [json.loads(line)["iteration"] for line in (out / "metrics.json").read_text().splitlines()]
+    lines = (out / "metrics.json").read_text().splitlines()
+    its = [json.loads(line)["iteration"] for line in lines]
     assert k in its and its == sorted(set(its)) and its[-1] == max_iter - 1
     assert os.path.isabs(args.output_dir) and args.opts[-2:] != ["OUTPUT_DIR", "out"]

@@ -399,8 +399,9 @@ class Check:
         self.report(
             f"{w.name} preemption job {job}: {sig} sent {time.time() - signalled:.0f} s before the "
             f"job ended; attempt 1 stopped after iteration {k} ({ckpt_name}: iteration {k}, "
-            f"{k + 1} AdamW steps); attempt 2 (restart 1, --resume) started at iteration {k + 1} and finished at "
-            f"{MAX_ITER - 1} (model_final.pth: {MAX_ITER} AdamW steps); metrics.json iterations "
+            f"{k + 1} AdamW steps); attempt 2 (restart 1, --resume) started at iteration {k + 1} "
+            f"and finished at {MAX_ITER - 1} (model_final.pth: {MAX_ITER} AdamW steps); "
+            f"metrics.json iterations "
             f"{its}, lr of each = schedule; {ref_ck} equal to the reference's "
             f"(max |diff| {diff:.2g}) ({time.time() - start:.0f} s)")
 

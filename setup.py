@@ -83,7 +83,11 @@ setup(
     description="Mask2Former (masked-attention mask transformer) as a Detectron2 project",
     python_requires=">=3.10",
     packages=find_packages(exclude=("configs", "tests*", "tools", "demo", "datasets")),
-    package_data={"mask2former": ["layers/csrc/**/*", "utils/csrc/**/*"]},
+    package_data={
+        "mask2former": [
+            "layers/csrc/**/*", "utils/csrc/**/*", "model_zoo/*.json", "data/datasets/*.json"
+        ]
+    },
     ext_modules=get_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     zip_safe=False,

@@ -3,6 +3,8 @@
 
     python train_net.py --config-file configs/coco/panoptic/r50.yaml --num-gpus 8
     python train_net.py --config-file ... --eval-only MODEL.WEIGHTS model_final.pkl
+    python train_net.py --config-file configs/coco/panoptic/r50.yaml --eval-only \
+        MODEL.WEIGHTS mask2former://coco/panoptic/r50   # the released model (MODEL_ZOO.md)
     python train_net.py --config-file ... --resume            # continue from OUTPUT_DIR/last_checkpoint
 
 Distributed: ``--num-gpus N`` starts N processes per machine (NCCL with GPUs; on a CPU-only
@@ -14,12 +16,10 @@ loaders, evaluators, optimizer, checkpointer and reliability hooks); subclass it
 class to `train_or_evaluate` to change a part.
 """
 
-from detectron2.engine import default_argument_parser, launch
-
 from mask2former import add_maskformer2_config
-from mask2former.engine import Trainer, setup, train_or_evaluate
+from mask2former.engine import Trainer, launch_from_command_line, setup, train_or_evaluate
 
-__all__ = ["Trainer", "setup", "main", "CONFIG_FNS"]
+__all__ = ["Trainer", "setup", "main", "invoke_main", "CONFIG_FNS"]
 
 # the config keys this script adds to Detectron2's (tools/submit_slurm.py reads them too)
 CONFIG_FNS = (add_maskformer2_config,)
@@ -30,17 +30,10 @@ def main(args):
     return train_or_evaluate(cfg, args, Trainer)
 
 
-def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+def invoke_main(argv=None) -> None:
+    """Parse the command line and launch `main` in ``--num-gpus`` processes (a missing model or a
+    failed download ends with one line)."""
+    launch_from_command_line(main, "train_net.py", argv)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@
 Examples::
 
     python demo/demo.py --config-file configs/coco/panoptic/r50.yaml \\
-        --input photos/*.jpg --output out/ --opts MODEL.WEIGHTS model_final_94dc52.pkl
+        --input photos/*.jpg --output out/ --opts MODEL.WEIGHTS mask2former://coco/panoptic/r50
     python demo/demo.py --config-file configs/coco/panoptic/r50.yaml \\
         --video-input clip.mp4 --output clip_seg.mp4 --opts MODEL.WEIGHTS model_final_94dc52.pkl
+
+``mask2former://<name>`` downloads the released model of MODEL_ZOO.md once (fvcore cache); a
+config run without trained weights stops with a message naming its zoo entry.
 
 Runs on the CPU when no GPU is available (the deformable-attention op then uses its PyTorch
 path). An input that cannot be read is reported by name and skipped; the exit status is 1 if any
@@ -29,8 +32,9 @@ except ModuleNotFoundError as e:  # running from a checkout without `pip install
     if e.name != "mask2former":
         raise
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mask2former.config import ConfigError, add_maskformer2_config, merge_config_checked  # noqa: E402
+from mask2former.config import add_maskformer2_config, merge_config_checked  # noqa: E402
 from mask2former.data.robust_loading import read_image  # noqa: E402  (16-bit, RGBA, ...)
+from mask2former.model_zoo import check_trained_weights, exit_on_model_zoo_error  # noqa: E402
 from mask2former.utils.allocator import cpu_caching_allocator  # noqa: E402
 from mask2former.utils.visualizer import TASKS, VisualizationDemo  # noqa: E402
 
@@ -263,6 +267,8 @@ def main(argv=None):
     if not args.output:
         check_gui()
     cfg = setup_cfg(args)
+    # no trained weights (empty, or the backbone's ImageNet file): name the zoo entry instead
+    check_trained_weights(cfg, args.config_file, opts_flag="--opts ")
     caching = cfg.MODEL.DEVICE == "cpu" and cfg.CPU_CACHING_ALLOCATOR and not args.no_caching_allocator
     with cpu_caching_allocator(enabled=caching):
         demo = VisualizationDemo(
@@ -277,4 +283,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with exit_on_model_zoo_error("demo.py"):  # missing weights, failed download: one line
+        sys.exit(main())

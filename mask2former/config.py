@@ -1,18 +1,35 @@
-"""Config keys of Mask2Former (SPEC §3) and the checks that explain bad configs.
+"""Config keys of Mask2Former and MaskFormer v1 (SPEC §3, §10) and the checks that explain bad
+configs.
 
     cfg = detectron2.config.get_cfg()
     add_maskformer2_config(cfg)
     merge_config_checked(cfg, "configs/coco/panoptic/r50.yaml", ["MODEL.WEIGHTS", "model.pkl"])
 
-`add_maskformer2_config` adds every key the released configs use, with the defaults of the
-original implementation, plus the DeepLab keys (``MODEL.RESNETS.STEM_TYPE``,
+`add_maskformer2_config` adds every key the released configs of both image variants use
+(Mask2Former's ``add_maskformer2_config`` is a superset of MaskFormer v1's
+``add_mask_former_config``), with the defaults of the original Mask2Former implementation, plus
+``MODEL.MASK_FORMER.MASK_LOSS_TYPE`` and ``TEST.PANOPTIC_SEGMENT_WITHIN_MASK`` (to select
+v1's loss and panoptic rule), plus the DeepLab keys (``MODEL.RESNETS.STEM_TYPE``,
 ``RES5_MULTI_GRID``, ``SOLVER.POLY_LR_*``, ...) from Detectron2's DeepLab project. It is
 idempotent: a key that already exists is never reset, so calling it twice (or after
 ``add_deeplab_config``) keeps values that were already merged.
 
+Video instance segmentation (Mask2Former-VIS, SPEC §9) adds its keys with
+`add_maskformer2_video_config` (which also adds the image keys), as the original's
+``mask2former_video`` did::
+
+    add_maskformer2_config(cfg)
+    add_maskformer2_video_config(cfg)
+    cfg.merge_from_file("configs/youtubevis_2019/r50.yaml")
+
 Known quirks of the original, kept on purpose (SPEC §3):
   * ``MODEL.MASK_FORMER.DEC_LAYERS`` counts the prediction made from the learnable queries:
-    10 means 9 decoder layers and 9 auxiliary outputs.
+    10 means 9 decoder layers and 9 auxiliary outputs (Mask2Former). MaskFormer v1's predictor
+    counts layers: 6 means 6 decoder layers and 5 auxiliary outputs.
+  * MaskFormer v1 had no TRANSFORMER_DECODER_NAME, CLASS_WEIGHT (1) or point-sampling keys; its
+    configs here set TRANSFORMER_DECODER_NAME "TransformerPredictor", CLASS_WEIGHT 1.0,
+    MASK_LOSS_TYPE "focal", TRAIN_NUM_POINTS 0 and TEST.PANOPTIC_SEGMENT_WITHIN_MASK False
+    explicitly.
   * The feed-forward width of the deformable encoder is fixed at 1024 (no key).
   * ``MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS`` / ``_N_HEADS`` were ignored by
     the original (4 points; heads taken from ``MODEL.MASK_FORMER.NHEADS``). Here they are
@@ -29,6 +46,7 @@ from detectron2.data import MetadataCatalog
 
 __all__ = [
     "add_maskformer2_config",
+    "add_maskformer2_video_config",
     "ConfigError",
     "merge_config_checked",
     "check_num_classes",
@@ -110,6 +128,8 @@ def add_maskformer2_config(cfg):
     _set_default(mf, "ENC_LAYERS", 0)
     # Mask2Former: number of predictions (decoder layers + 1); MaskFormer v1: decoder layers.
     _set_default(mf, "DEC_LAYERS", 6)
+    # ENC_LAYERS, PRE_NORM, ENFORCE_INPUT_PROJ and a backbone TRANSFORMER_IN_FEATURE ("res5") or
+    # "transformer_encoder" are read by MaskFormer v1's TransformerPredictor (SPEC §10).
     _set_default(mf, "PRE_NORM", False)
     _set_default(mf, "HIDDEN_DIM", 256)
     _set_default(mf, "NUM_OBJECT_QUERIES", 100)
@@ -118,7 +138,10 @@ def add_maskformer2_config(cfg):
     # Batch padding of the meta-architecture (-1: the backbone's size_divisibility).
     _set_default(mf, "SIZE_DIVISIBILITY", 32)
     _set_default(mf, "TRANSFORMER_DECODER_NAME", "MultiScaleMaskedTransformerDecoder")
-    # Point-sampled mask loss (0 points: dense loss).
+    # Per-pixel mask loss and matching cost: "bce" (Mask2Former) or "focal" (MaskFormer v1:
+    # sigmoid focal loss, alpha 0.25, gamma 2). Not a key of either original (each had one loss).
+    _set_default(mf, "MASK_LOSS_TYPE", "bce")
+    # Point-sampled mask loss (0 points: dense loss and matching, as MaskFormer v1).
     _set_default(mf, "TRAIN_NUM_POINTS", 112 * 112)
     _set_default(mf, "OVERSAMPLE_RATIO", 3.0)
     _set_default(mf, "IMPORTANCE_SAMPLE_RATIO", 0.75)
@@ -130,10 +153,15 @@ def add_maskformer2_config(cfg):
     _set_default(test, "OBJECT_MASK_THRESHOLD", 0.0)
     _set_default(test, "OVERLAP_THRESHOLD", 0.0)
     _set_default(test, "SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE", False)
+    # Panoptic segment of a query: the pixels it wins where its own sigmoid >= 0.5 (True,
+    # Mask2Former) or every pixel it wins (False, MaskFormer v1). Not a key of either original.
+    _set_default(test, "PANOPTIC_SEGMENT_WITHIN_MASK", True)
 
     # ---- pixel decoder ----
     head = cfg.MODEL.SEM_SEG_HEAD
     _set_default(head, "MASK_DIM", 256)
+    # encoder layers of MaskFormer v1's TransformerEncoderPixelDecoder (MSDeformAttnPixelDecoder
+    # reads it too)
     _set_default(head, "TRANSFORMER_ENC_LAYERS", 0)
     _set_default(head, "PIXEL_DECODER_NAME", "BasePixelDecoder")
     _set_default(head, "DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES", ["res3", "res4", "res5"])
@@ -182,6 +210,34 @@ def add_maskformer2_config(cfg):
     #   SKIPPED_SUMMARY_PERIOD skips and at the end); any other error stops training.
     _set_default(cfg.DATALOADER, "SKIP_BAD_SAMPLES", True)
     _set_default(cfg.DATALOADER, "SKIPPED_SUMMARY_PERIOD", 100)
+    return cfg
+
+
+def add_maskformer2_video_config(cfg):
+    """Add the Mask2Former-VIS config keys (SPEC §9) to ``cfg`` in place; idempotent.
+
+    Also adds the image keys (`add_maskformer2_config`), so either call order works.
+
+    Keys (defaults of the original in brackets):
+      * INPUT.SAMPLING_FRAME_NUM [2]: frames per training clip (and the decoder's frames per
+        clip in training; at inference a clip has as many frames as it is given).
+      * INPUT.SAMPLING_FRAME_RANGE [20]: the frames of a training clip are sampled within this
+        distance of a reference frame.
+      * INPUT.SAMPLING_FRAME_SHUFFLE [False]: shuffle the sampled frames.
+      * INPUT.AUGMENTATIONS [[]]: extra clip augmentations, any of "brightness", "contrast",
+        "saturation", "rotation".
+      * MODEL.MASK_FORMER.TEST.WINDOW_SIZE [0]: not in the original. 0 runs a clip's frames all
+        at once (the original); W > 0 runs clips longer than W frames in windows of W frames
+        and associates the queries of consecutive windows by their embeddings (see
+        `mask2former.modeling.meta_arch.video_maskformer_model`).
+    """
+    add_maskformer2_config(cfg)
+    inp = cfg.INPUT
+    _set_default(inp, "SAMPLING_FRAME_NUM", 2)
+    _set_default(inp, "SAMPLING_FRAME_RANGE", 20)
+    _set_default(inp, "SAMPLING_FRAME_SHUFFLE", False)
+    _set_default(inp, "AUGMENTATIONS", [])
+    _set_default(cfg.MODEL.MASK_FORMER.TEST, "WINDOW_SIZE", 0)
     return cfg
 
 

@@ -1,9 +1,27 @@
-"""Suite-wide fixtures."""
+"""Suite-wide fixtures, and the check that the compiled extensions are built."""
 import logging
 
 import pytest
 
 from helpers import TINY_TRAIN_CONFIG
+
+
+def pytest_sessionstart(session):
+    """The compiled op (mask2former._C) and allocator (mask2former._allocator) are part of the
+    build: without them the suite stops at once instead of testing the fallbacks only."""
+    from mask2former.layers import available_backends
+    from mask2former.layers.ms_deform_attn import _EXT_REASON
+    from mask2former.utils import allocator
+
+    missing = []
+    if "native-cpu" not in available_backends():
+        missing.append(f"mask2former._C ({_EXT_REASON})")
+    if not allocator.is_available():
+        missing.append("mask2former._allocator")
+    if missing:
+        raise pytest.UsageError(
+            f"compiled extension(s) missing: {', '.join(missing)}. Build them with `make build` "
+            "(or `.venv/bin/python setup.py build_ext --inplace`) before running the tests.")
 
 # Loggers that tools and train_net.py configure with Detectron2's `setup_logger`, which turns
 # their propagation off. Tests that run a tool in-process would otherwise hide every later
@@ -19,16 +37,23 @@ def _project_loggers_propagate():
 
 
 @pytest.fixture(scope="session")
-def train_synthetic_root(tmp_path_factory):
-    """A datasets root with a tiny generated synthetic panoptic set (8 train / 2 val, 64 px),
-    registered as synthetic_*: the training tests' data."""
-    from mask2former.data.datasets import register_synthetic
+def _train_synthetic_data(tmp_path_factory):
     from mask2former.data.synthetic import generate_synthetic_dataset
 
     root = str(tmp_path_factory.mktemp("datasets"))
     generate_synthetic_dataset(root, num_train=8, num_val=2, seed=0, image_size=64)
-    register_synthetic(root)
     return root
+
+
+@pytest.fixture
+def train_synthetic_root(_train_synthetic_data):
+    """A datasets root with a tiny generated synthetic panoptic set (8 train / 2 val, 64 px),
+    registered as synthetic_* for the test (other tests register those names elsewhere): the
+    training tests' data."""
+    from mask2former.data.datasets import register_synthetic
+
+    register_synthetic(_train_synthetic_data)
+    return _train_synthetic_data
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from mask2former import add_maskformer2_config
+from mask2former import add_maskformer2_config, add_maskformer2_video_config
 from mask2former.utils.testing import deterministic_init_  # noqa: F401  (re-exported)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,11 +52,21 @@ def all_config_files():
     return sorted(out)
 
 
-def make_cfg(rel=None, *opts, device="cpu"):
+def is_video_config(rel) -> bool:
+    """True for the video (Mask2Former-VIS) configs: ``configs/youtubevis_*``."""
+    if rel is None:
+        return False
+    return os.path.relpath(config_path(rel), CONFIGS).startswith("youtubevis_")
+
+
+def make_cfg(rel=None, *opts, device="cpu", video=None):
     """A config with the Mask2Former keys, ``configs/<rel>`` merged (if given), then ``opts``;
-    MODEL.DEVICE is ``device``."""
+    MODEL.DEVICE is ``device``. The video keys (`add_maskformer2_video_config`) are added for
+    ``video=True`` and, by default, for the configs under ``configs/youtubevis_*``."""
     cfg = get_cfg()
     add_maskformer2_config(cfg)
+    if video or (video is None and is_video_config(rel)):
+        add_maskformer2_video_config(cfg)
     if rel is not None:
         cfg.merge_from_file(config_path(rel))
     cfg.merge_from_list(["MODEL.DEVICE", device, *opts])
@@ -84,7 +94,24 @@ LISTINGS = {
     "cityscapes_panoptic_r101": "cityscapes/panoptic/r101.yaml",
     "coco_panoptic_swin_t": "coco/panoptic/swin_t.yaml",
     "coco_panoptic_swin_l": "coco/panoptic/swin_l.yaml",
+    # MaskFormer v1 (facebookresearch/MaskFormer)
+    "v1_ade20k_semantic_r50": "ade20k/semantic/maskformer_r50.yaml",
+    "v1_coco_panoptic_r50": "coco/panoptic/maskformer_r50.yaml",
+    "ytvis2019_r50": "youtubevis_2019/r50.yaml",
+    "ytvis2019_swin_t": "youtubevis_2019/swin_t.yaml",
 }
+
+# A small video model (R18 GN, width 32, 4 queries, 2 decoder layers) on top of
+# configs/youtubevis_2019/r50.yaml: the structure of the released model, fast on CPU.
+TINY_VIDEO_CONFIG = "youtubevis_2019/r50.yaml"
+TINY_VIDEO_OPTS = (
+    "MODEL.WEIGHTS", "", "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+    "MODEL.RESNETS.NORM", "GN", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32",
+    "MODEL.SEM_SEG_HEAD.MASK_DIM", "32", "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
+    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64",
+    "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "4", "MODEL.MASK_FORMER.DEC_LAYERS", "3",
+    "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5",
+)
 
 
 def load_listing(name: str) -> dict:
@@ -92,6 +119,35 @@ def load_listing(name: str) -> dict:
     {"official_config", "num_tensors", "num_params", "state_dict": {key: [shape, dtype]}}."""
     with open(os.path.join(STATE_DICT_DIR, f"{name}.json")) as f:
         return json.load(f)
+
+
+def released_weights(name: str) -> dict:
+    """``{key: numpy array}`` for every tensor of the original model's listing ``name``
+    (``tests/fixtures/state_dict/<name>.json``), made only from that listing: floating-point
+    tensors hold ``deterministic_values(key, shape)``, integer ones zeros. Independent of this
+    project's model code."""
+    import numpy as np
+
+    from mask2former.utils.testing import deterministic_values
+
+    weights = {}
+    for key, (shape, dtype) in load_listing(name)["state_dict"].items():
+        if dtype.startswith("float"):
+            weights[key] = deterministic_values(key, shape, torch.float32).numpy().astype(dtype)
+        else:
+            weights[key] = np.zeros(shape, dtype=dtype)
+    return weights
+
+
+def write_released_checkpoint(path, weights: dict, author: str = "Mask2Former tests") -> str:
+    """Write ``weights`` ({key: numpy array}) as a released model-zoo checkpoint: a pickle of
+    ``{"model": weights, "__author__": author}`` (the format of the original's model_final_*.pkl).
+    Returns ``path`` as a string."""
+    import pickle
+
+    with open(path, "wb") as f:
+        pickle.dump({"model": weights, "__author__": author}, f)
+    return str(path)
 
 
 def load_script(path: str, module_name: str, *, register: bool = False):
@@ -167,3 +223,22 @@ DATALOADER:
   NUM_WORKERS: 0
 SEED: 7
 """
+
+
+# The quick-start model shrunk further (32-wide, 4 queries, 1 encoder / 1 decoder layer, 64 px):
+# for tests that run real training steps in seconds.
+QUICKSTART_CONFIG = config_path("quickstart/synthetic_panoptic.yaml")
+TINY_QUICKSTART_OPTS = [
+    "SOLVER.IMS_PER_BATCH", "1", "DATALOADER.NUM_WORKERS", "0", "INPUT.IMAGE_SIZE", "64",
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
+    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "4",
+    "MODEL.MASK_FORMER.DEC_LAYERS", "2", "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
+    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256",
+    "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
+]
+
+
+def parity_tool():
+    """``tools/parity_check.py`` as a module: ``run(fixture, config, image=None, *, model=None)``
+    -> [(name, agrees, detail)], ``build_model(fixture, config)``, ``report``, ``main``."""
+    return load_script("tools/parity_check.py", "m2f_parity_check", register=True)

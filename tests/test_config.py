@@ -6,8 +6,8 @@ import pytest
 
 from detectron2.config import get_cfg
 
-from mask2former import add_maskformer2_config
-from helpers import all_config_files as model_configs
+from mask2former import add_maskformer2_config, add_maskformer2_video_config
+from helpers import all_config_files as model_configs, is_video_config
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 
@@ -40,6 +40,7 @@ DEFAULTS = {
     "MODEL.MASK_FORMER.SIZE_DIVISIBILITY": 32,
     "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME": "MultiScaleMaskedTransformerDecoder",
     "MODEL.MASK_FORMER.TRAIN_NUM_POINTS": 112 * 112,
+    "MODEL.MASK_FORMER.MASK_LOSS_TYPE": "bce",
     "MODEL.MASK_FORMER.OVERSAMPLE_RATIO": 3.0,
     "MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO": 0.75,
     "MODEL.MASK_FORMER.TEST.SEMANTIC_ON": True,
@@ -48,6 +49,7 @@ DEFAULTS = {
     "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD": 0.0,
     "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD": 0.0,
     "MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE": False,
+    "MODEL.MASK_FORMER.TEST.PANOPTIC_SEGMENT_WITHIN_MASK": True,
     "MODEL.SEM_SEG_HEAD.MASK_DIM": 256,
     "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS": 0,
     "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME": "BasePixelDecoder",
@@ -93,6 +95,8 @@ def new_cfg():
 
 def load(rel):
     cfg = new_cfg()
+    if is_video_config(rel):
+        add_maskformer2_video_config(cfg)
     cfg.merge_from_file(os.path.join(CONFIGS, rel))
     return cfg
 
@@ -333,8 +337,10 @@ def expected_for(rel):
     return exp
 
 
-MASK2FORMER_CONFIGS = [
-    c for c in model_configs() if not os.path.basename(c).startswith("maskformer_")
+MASK2FORMER_CONFIGS = [  # image configs; the video ones: tests/test_config_video.py
+    c for c in model_configs()
+    if not os.path.basename(c).startswith(("maskformer_", "per_pixel_baseline"))
+    and not c.startswith("youtubevis_")
 ]
 
 
@@ -351,9 +357,113 @@ def test_config_hyper_parameters(rel):
     assert not wrong, f"{rel}: (got, expected) {wrong}"
 
 
-def test_maskformer_v1_config():
-    cfg = load("coco/panoptic/maskformer_r50.yaml")
+# ---- MaskFormer v1 configs (SPEC §10) -------------------------------------------------------
+V1_COMMON = {
+    "MODEL.META_ARCHITECTURE": "MaskFormer",
+    "MODEL.SEM_SEG_HEAD.NAME": "MaskFormerHead",
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM": 256,
+    "MODEL.SEM_SEG_HEAD.MASK_DIM": 256,
+    "MODEL.SEM_SEG_HEAD.NORM": "GN",
+    "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME": "TransformerPredictor",
+    "MODEL.MASK_FORMER.HIDDEN_DIM": 256,
+    "MODEL.MASK_FORMER.NHEADS": 8,
+    "MODEL.MASK_FORMER.DIM_FEEDFORWARD": 2048,
+    "MODEL.MASK_FORMER.DEC_LAYERS": 6,
+    "MODEL.MASK_FORMER.ENC_LAYERS": 0,
+    "MODEL.MASK_FORMER.DROPOUT": 0.1,
+    "MODEL.MASK_FORMER.PRE_NORM": False,
+    "MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ": False,
+    "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES": 100,
+    "MODEL.MASK_FORMER.DEEP_SUPERVISION": True,
+    "MODEL.MASK_FORMER.CLASS_WEIGHT": 1.0,
+    "MODEL.MASK_FORMER.MASK_WEIGHT": 20.0,
+    "MODEL.MASK_FORMER.DICE_WEIGHT": 1.0,
+    "MODEL.MASK_FORMER.NO_OBJECT_WEIGHT": 0.1,
+    "MODEL.MASK_FORMER.MASK_LOSS_TYPE": "focal",
+    "MODEL.MASK_FORMER.TRAIN_NUM_POINTS": 0,
+    "MODEL.MASK_FORMER.TEST.INSTANCE_ON": False,
+    "MODEL.MASK_FORMER.TEST.SEMANTIC_ON": True,
+    "MODEL.MASK_FORMER.TEST.PANOPTIC_SEGMENT_WITHIN_MASK": False,
+    "SOLVER.OPTIMIZER": "ADAMW",
+    "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": "full_model",
+    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": 0.01,
+    "SOLVER.AMP.ENABLED": False,
+    "INPUT.FORMAT": "RGB",
+}
+V1_CONFIGS = [c for c in model_configs() if os.path.basename(c).startswith("maskformer_")]
+
+
+@pytest.mark.parametrize("rel", V1_CONFIGS)
+def test_maskformer_v1_config(rel):
+    cfg = load(rel)
+    wrong = {k: (get(cfg, k), v) for k, v in V1_COMMON.items() if get(cfg, k) != v}
+    assert not wrong, f"{rel}: (got, expected) {wrong}"
+    panoptic = "/panoptic/" in rel
+    head = cfg.MODEL.SEM_SEG_HEAD
+    assert head.PIXEL_DECODER_NAME == (
+        "TransformerEncoderPixelDecoder" if panoptic else "BasePixelDecoder")
+    assert head.TRANSFORMER_ENC_LAYERS == (6 if panoptic else 0)
+    assert cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE == (
+        "transformer_encoder" if panoptic else "res5")
+    assert cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON == panoptic
+    swin = "swin" in rel
+    assert cfg.MODEL.BACKBONE.NAME == (
+        "D2SwinTransformer" if swin else
+        "build_resnet_deeplab_backbone" if rel.endswith("r101c.yaml") else "build_resnet_backbone")
+    assert cfg.MODEL.RESNETS.DEPTH == (50 if rel.endswith("r50.yaml") or swin else 101)
+    if "ade20k/semantic" in rel and swin:  # Swin's segmentation recipe
+        assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.BACKBONE_MULTIPLIER) == (
+            0.00006, 0.01, 1.0)
+    elif not swin:
+        assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.BACKBONE_MULTIPLIER) == (
+            0.0001, 0.0001, 0.1)
+
+
+@pytest.mark.parametrize("rel", [c for c in model_configs()
+                                 if os.path.basename(c).startswith("per_pixel_baseline")])
+def test_per_pixel_baseline_config(rel):
+    cfg = load(rel)
+    assert cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor"
+    plus = "baseline_plus" in rel
+    assert cfg.MODEL.SEM_SEG_HEAD.NAME == (
+        "PerPixelBaselinePlusHead" if plus else "PerPixelBaselineHead")
     assert cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME == "BasePixelDecoder"
-    assert cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME == "StandardTransformerDecoder"
-    assert cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE == "res5"
-    assert cfg.MODEL.MASK_FORMER.DEC_LAYERS == 6
+    assert cfg.MODEL.RESNETS.DEPTH == (101 if rel.endswith("r101.yaml") else 50)
+    if plus:
+        assert cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES == cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+
+
+def _base_chain(path):
+    """The files a config inherits from, itself first (following _BASE_)."""
+    import yaml
+
+    chain = [os.path.normpath(path)]
+    while True:
+        with open(chain[-1]) as f:
+            base = (yaml.safe_load(f) or {}).get("_BASE_")
+        if not base:
+            return chain
+        chain.append(os.path.normpath(os.path.join(os.path.dirname(chain[-1]), base)))
+
+
+@pytest.mark.parametrize("rel", model_configs())
+def test_at_most_three_levels_of_base(rel):
+    """Per-dataset/task bases plus per-backbone overrides: a model config, its task base, the
+    dataset base and the family base at most (the original has at most two levels)."""
+    chain = _base_chain(os.path.join(CONFIGS, rel))
+    assert len(chain) - 1 <= 3, " -> ".join(os.path.relpath(c, CONFIGS) for c in chain)
+    # a model config never inherits from another model config: only from Base-*.yaml files
+    assert all(os.path.basename(c).startswith("Base-") for c in chain[1:]), chain
+
+
+@pytest.mark.parametrize("rel", model_configs())
+def test_no_inert_keys(rel):
+    """The config files never write keys the built model does not read: the DeepLab stem keys
+    only matter to the DeepLab ResNet (build_resnet_deeplab_backbone)."""
+    cfg = load(rel)
+    inert = () if "deeplab" in cfg.MODEL.BACKBONE.NAME else ("STEM_TYPE:", "RES5_MULTI_GRID:")
+    for path in _base_chain(os.path.join(CONFIGS, rel)):
+        with open(path) as f:
+            text = f.read()
+        assert not [k for k in inert if k in text], f"{path} sets keys {rel} never reads"
+        assert "not used" not in text, f"{path} has a key commented 'not used'"

@@ -40,6 +40,15 @@ Example (the measurement of issue 9):
 
     python tools/benchmark_inference.py --config-file configs/coco/panoptic/r50.yaml \\
         --size 512x512 --batch-size 1 --backend native pytorch --warmup 2 --iters 10
+
+Video models (Mask2Former-VIS): ``--video-frames T [T ...]`` runs one clip of T random frames of
+``--size`` per model call (``--batch-size`` is ignored) for each T, prints the tables per T and a
+summary with seconds per frame and peak memory. ``--window-size W`` sets
+MODEL.MASK_FORMER.TEST.WINDOW_SIZE: clips longer than W frames run in windows of W frames, shorter
+ones all at once (as the original). The measurement of issue 13:
+
+    python tools/benchmark_inference.py --config-file configs/youtubevis_2019/r50.yaml \\
+        --size 360x640 --video-frames 2 5 10 30 --window-size 10 --warmup 1 --iters 3
 """
 import argparse
 import os
@@ -106,6 +115,10 @@ def get_parser():
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also print the N most expensive operators (torch.profiler) per backend")
+    p.add_argument("--video-frames", type=int, nargs="+", default=None, metavar="T",
+                   help="video model: one clip of T frames per call, for each T given")
+    p.add_argument("--window-size", type=int, default=None, metavar="W",
+                   help="video model: MODEL.MASK_FORMER.TEST.WINDOW_SIZE (0: all frames at once)")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                    help="config overrides KEY VALUE ... (last argument)")
     return p
@@ -114,14 +127,18 @@ def get_parser():
 def setup_cfg(args):
     from detectron2.config import get_cfg
 
-    from mask2former import add_maskformer2_config
+    from mask2former import add_maskformer2_config, add_maskformer2_video_config
 
     cfg = get_cfg()
     add_maskformer2_config(cfg)
+    if args.video_frames:
+        add_maskformer2_video_config(cfg)
     cfg.merge_from_file(args.config_file)
     tasks = []
     for name, key in TASK_KEYS.items():
         tasks += [key, name in args.tasks]
+    if args.window_size is not None:
+        tasks += ["MODEL.MASK_FORMER.TEST.WINDOW_SIZE", args.window_size]
     cfg.merge_from_list(tasks + ["MODEL.DEVICE", args.device] + list(args.opts))
     cfg.freeze()
     return cfg
@@ -149,9 +166,13 @@ def set_backend(model, backend):
     return n
 
 
-def make_inputs(cfg, args):
+def make_inputs(cfg, args, video_frames=None):
     g = torch.Generator().manual_seed(args.seed)
     h, w = args.size
+    if video_frames:
+        frames = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+                  for _ in range(video_frames)]
+        return [{"image": frames, "height": h, "width": w}]
     return [
         {"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
          "height": h, "width": w}
@@ -288,6 +309,9 @@ def measure_memory(recorder, inputs, device):
 
 
 def describe_outputs(outputs):
+    if isinstance(outputs, dict):  # a video model's clip output
+        t = outputs["pred_masks"][0].shape[0] if outputs["pred_masks"] else 0
+        return f"{len(outputs['pred_scores'])} tracks x {t} frames"
     parts = []
     r = outputs[0]
     if "sem_seg" in r:
@@ -317,13 +341,16 @@ def main(argv=None):
 def run(args):
     if args.iters < 1 or args.warmup < 0 or args.batch_size < 1:
         sys.exit("--iters and --batch-size must be >= 1 and --warmup >= 0")
+    if args.video_frames and min(args.video_frames) < 1:
+        sys.exit("--video-frames must be >= 1")
+    if args.window_size is not None and (args.window_size < 0 or not args.video_frames):
+        sys.exit("--window-size needs --video-frames and must be >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available here; use --device cpu")
     from mask2former.layers import available_backends
-    from mask2former.utils.allocator import enable_cpu_caching_allocator
 
     if "native" in args.backend and f"native-{device.type}" not in available_backends():
         sys.exit(
@@ -335,16 +362,61 @@ def run(args):
 
     cfg = setup_cfg(args)
     model = build(cfg, args)
+    is_video = hasattr(model, "window_size")  # VideoMaskFormer
+    if bool(args.video_frames) != is_video:
+        sys.exit(
+            f"{args.config_file} builds {type(model).__name__}: "
+            + ("--video-frames needs a video config (configs/youtubevis_*)" if args.video_frames
+               else "a video model needs --video-frames T")
+        )
     recorder = StageRecorder(model, device)
-    inputs = make_inputs(cfg, args)
 
     load = os.getloadavg()
     h, w = args.size
+    batch = "one clip" if is_video else f"batch {args.batch_size} x {h}x{w}"
     print(f"config {args.config_file} | device {device} | threads {torch.get_num_threads()} | "
-          f"torch {torch.__version__} | batch {args.batch_size} x {h}x{w} | tasks "
-          f"{'+'.join(args.tasks)} | median/p90 of {args.iters} runs after {args.warmup} warm-up")
+          f"torch {torch.__version__} | {batch} | tasks "
+          f"{'clip' if is_video else '+'.join(args.tasks)} | median/p90 of {args.iters} runs "
+          f"after {args.warmup} warm-up")
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
           f"({os.cpu_count()} cores)")
+
+    if not is_video:
+        times = measure(args, model, recorder, make_inputs(cfg, args), device, backends,
+                        args.batch_size, "images")
+    else:
+        times, summary = {}, []
+        for t in args.video_frames:
+            windowed = 0 < model.window_size < t
+            mode = f"windows of {model.window_size}" if windowed else "all frames at once"
+            print(f"\n=== clip of {t} frames of {h}x{w} ({mode}) ===")
+            times[t] = measure(args, model, recorder, make_inputs(cfg, args, t), device,
+                               backends, t, "frames")
+            summary.append((t, mode, times[t]))
+        print("\nsummary (median total of each clip; peak: CPU/CUDA live bytes of the call)")
+        for t, mode, per_backend in summary:
+            for b, tm in per_backend.items():
+                tot = statistics.median(tm["total"])
+                peak = tm.get("peak_total")
+                peak = f"{peak / 2**20:.1f} MiB" if peak is not None else "-"
+                print(f"  T={t:<4} {mode:<20} {b:<10} {tot:8.2f} s/clip  {tot / t:7.3f} s/frame  "
+                      f"peak {peak}")
+    load = os.getloadavg()
+    print("cpu ms: median process CPU time of the stage (all threads; less sensitive to other "
+          "processes' load than wall time, but includes OpenMP spin-waiting)")
+    mem_method = ("torch.cuda.max_memory_allocated above the stage's start" if device.type == "cuda"
+                  else "CPU allocator live-bytes peak above the stage's start (torch.profiler)")
+    print(f"peak memory: {mem_method}; process max RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return times
+
+
+def measure(args, model, recorder, inputs, device, backends, per_call, unit):
+    """Time (and profile the memory of) ``model(inputs)`` for every backend/allocator variant and
+    print the tables; ``per_call`` images or frames per call give the throughput. Returns
+    {backend label: {stage: [seconds per run], "peak_total": bytes (if measured)}}."""
+    from mask2former.utils.allocator import enable_cpu_caching_allocator
 
     names = ("total",) + STAGES
     phases = ["default", "caching"] if args.allocator == "both" else [args.allocator]
@@ -379,9 +451,9 @@ def run(args):
             peak = measure_memory(recorder, inputs, device)
             for phase in phases:
                 peaks[label(b, phase)] = peak
+                if "total" in peak:
+                    times[label(b, phase)]["peak_total"] = peak["total"]
 
-    mem_method = ("torch.cuda.max_memory_allocated above the stage's start" if device.type == "cuda"
-                  else "CPU allocator live-bytes peak above the stage's start (torch.profiler)")
     for b in (label(*v) for v in variants):
         n_attn, desc = outputs_desc[b]
         print(f"\nbackend {b} ({n_attn} MSDeformAttn modules): {desc}")
@@ -398,7 +470,7 @@ def run(args):
             mem = f"{mem / 2**20:9.1f}" if mem is not None else f"{'-':>9}"
             cpu = statistics.median(times[b][s + ".cpu"])
             print(f"{s:<16} {med * 1e3:10.1f} {p90 * 1e3:9.1f} {share:>6} {cpu * 1e3:9.1f} {mem}")
-        print(f"throughput: {args.batch_size / tot:.2f} images/s")
+        print(f"throughput: {per_call / tot:.2f} {unit}/s")
 
     def ratio_row(ref, other, stages):
         return " ".join(
@@ -418,12 +490,6 @@ def run(args):
         for b in backends:
             row = ratio_row(label(b, "default"), label(b, "caching"), ("total",) + STAGES[1:])
             print(f"  {b}: {row}")
-    load = os.getloadavg()
-    print("cpu ms: median process CPU time of the stage (all threads; less sensitive to other "
-          "processes' load than wall time, but includes OpenMP spin-waiting)")
-    print(f"peak memory: {mem_method}; process max RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

@@ -4,14 +4,15 @@
     python tools/benchmark_train.py                       # R50, batch 2, 512x512, CPU
     python tools/benchmark_train.py --size 256 --steps 2  # quicker
 
-Input: the two real COCO images of ../shared/data/coco_panoptic_sample with their panoptic
+Input: the two real COCO images of datasets/samples/coco_panoptic_sample with their panoptic
 ground truth, through the ``coco_panoptic_lsj`` mapper (fixed scale, crop/pad to SIZE x SIZE).
 The model is configs/coco/panoptic/r50.yaml with random weights (no download), AdamW with
 full-model clipping as in training, fp32.
 
 Modes: "point" = MODEL.MASK_FORMER.TRAIN_NUM_POINTS 12544 (matcher and losses on sampled
-points); "dense" = TRAIN_NUM_POINTS 0 (matcher and losses on every pixel of the GT masks, the
-1/4-resolution predictions bilinearly upsampled to the GT size).
+points); "dense" = TRAIN_NUM_POINTS 0 (as MaskFormer v1: the matcher on every pixel of the
+1/4-resolution predictions, GT masks resized to them (nearest); the losses on every pixel of
+the GT masks, the predictions bilinearly upsampled to the GT size).
 
 Measured per mode:
 - step time: wall time of forward + backward + optimizer step (median of --steps, after one
@@ -50,7 +51,7 @@ from mask2former import add_maskformer2_config  # noqa: E402
 from mask2former.data.dataset_mappers import build_dataset_mapper  # noqa: E402
 from mask2former.solver import build_optimizer  # noqa: E402
 
-COCO_SAMPLE = os.path.join(os.path.dirname(REPO), "shared", "data", "coco_panoptic_sample")
+COCO_SAMPLE = os.path.join(REPO, "datasets", "samples", "coco_panoptic_sample")
 
 
 def peak_bytes_cpu(fn):

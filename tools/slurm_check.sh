@@ -31,7 +31,7 @@ need=()
 for tool in slurmctld slurmd sbatch srun scontrol sinfo scancel; do
   command -v "$tool" >/dev/null 2>&1 || { need+=(slurm-wlm); break; }
 done
-{ command -v munged >/dev/null 2>&1 && command -v mungekey >/dev/null 2>&1; } || need+=(munge)
+command -v munged >/dev/null 2>&1 || need+=(munge)
 if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "${need[*]} missing: install them (apt-get install ${need[*]}) or run as root"
   command -v apt-get >/dev/null 2>&1 || die "${need[*]} missing and apt-get not found (a Debian/Ubuntu package is expected)"
@@ -91,7 +91,7 @@ cleanup() {
   stop_pid "$CTLD_PID" slurmctld
   stop_pid "$MUNGE_PID" munged
   if [ "$rc" != 0 ]; then
-    for f in "$TMP"/log/slurmctld.log "$TMP"/log/slurmd.log "$TMP"/log/munged.log; do
+    for f in "$TMP"/log/slurmctld.log "$TMP"/log/slurmd.log "$TMP"/log/munged.out; do
       [ -f "$f" ] && { echo "----- tail of $f" >&2; tail -n 25 "$f" >&2; }
     done
   fi
@@ -118,15 +118,19 @@ HOST=$(hostname -s)
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
 
 # munge: a key made now, the daemon's socket/pid/log/seed in $TMP
-mungekey --create --bits 1024 --keyfile "$TMP/munge/munge.key"
+if command -v mungekey >/dev/null 2>&1; then
+  mungekey --create --bits 1024 --keyfile "$TMP/munge/munge.key"
+else  # munge < 0.5.14
+  dd if=/dev/urandom of="$TMP/munge/munge.key" bs=128 count=1 status=none
+fi
 chmod 400 "$TMP/munge/munge.key"
 MUNGE_SOCKET="$TMP/munge/munge.socket"
 munged --foreground --force --socket="$MUNGE_SOCKET" --key-file="$TMP/munge/munge.key" \
   --pid-file="$TMP/munge/munged.pid" --seed-file="$TMP/munge/munged.seed" \
-  --log-file="$TMP/log/munged.log" > "$TMP/log/munged.log" 2>&1 &
+  --log-file="$TMP/log/munged.log" > "$TMP/log/munged.out" 2>&1 &
 MUNGE_PID=$!
 for i in $(seq 1 40); do [ -S "$MUNGE_SOCKET" ] && break; kill -0 "$MUNGE_PID" 2>/dev/null || break; sleep 0.25; done
-[ -S "$MUNGE_SOCKET" ] || die "munged did not start (see above)"
+[ -S "$MUNGE_SOCKET" ] || die "munged did not start: $(tail -n 5 "$TMP/log/munged.out")"
 
 cat > "$SLURM_CONF" <<EOF
 # Throwaway single-host cluster of tools/slurm_check.sh (everything under $TMP).

@@ -13,9 +13,15 @@
 * loads ``.safetensors`` (MODEL.WEIGHTS ending in ``.safetensors``), ``.pth`` with
   ``torch.load(weights_only=True)``, and ``.pkl`` model-zoo files with a numpy-only unpickler
   (see :mod:`mask2former.checkpoint.weights`);
+* refuses a checkpoint of another model variant (MaskFormer v1 vs Mask2Former, see
+  :mod:`mask2former.checkpoint.variants`) with an error naming both;
 * explains shape mismatches in terms of the config key to change (e.g. NUM_CLASSES), turns
   them into an error when resuming (or when ``strict_shapes=True``), and logs a one-line summary
-  of every partial load.
+  of every partial load;
+* with ``strict_shapes=True`` (how evaluation, the demo and the ONNX export load MODEL.WEIGHTS)
+  also refuses a checkpoint whose keys differ from the model's (missing, unexpected or renamed
+  tensors): inference with partly initialised weights is meaningless. Fine-tuning
+  (``strict_shapes=False``, the default) keeps partial loads.
 """
 import logging
 import os
@@ -29,16 +35,21 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .atomic_io import atomic_open, atomic_write_bytes, remove_stale_temp_files
+from .variants import check_same_variant
 from .weights import load_pickle_weights, load_safetensors_weights, load_torch_weights
 
-__all__ = ["Mask2FormerCheckpointer", "CheckpointShapeError", "NonFiniteWeightsError",
-           "is_intact_checkpoint", "shape_mismatch_hints"]
+__all__ = ["Mask2FormerCheckpointer", "CheckpointShapeError", "CheckpointKeysError",
+           "NonFiniteWeightsError", "is_intact_checkpoint", "shape_mismatch_hints"]
 
 logger = logging.getLogger(__name__)
 
 
 class CheckpointShapeError(ValueError):
     """Some checkpoint tensors do not fit the model and skipping them is not allowed."""
+
+
+class CheckpointKeysError(ValueError):
+    """The checkpoint's tensor names differ from the model's and a partial load is not allowed."""
 
 
 class NonFiniteWeightsError(FloatingPointError):
@@ -102,6 +113,10 @@ def shape_mismatch_hints(incorrect_shapes: List[Tuple[str, tuple, tuple]],
     return list(hints.values())
 
 
+def _examples(keys: List[str], n: int = 5) -> str:
+    return f" ({', '.join(keys[:n])}{', ...' if len(keys) > n else ''})" if keys else ""
+
+
 class Mask2FormerCheckpointer(DetectionCheckpointer):
     """Atomic, validating :class:`DetectionCheckpointer` (see the module docstring).
 
@@ -109,13 +124,22 @@ class Mask2FormerCheckpointer(DetectionCheckpointer):
         model, save_dir, save_to_disk, checkpointables: as for DetectionCheckpointer.
         strict_shapes: raise :class:`CheckpointShapeError` when a checkpoint tensor does not fit
             the model instead of skipping it (always on when resuming a training run).
+        strict_keys: raise :class:`CheckpointKeysError` when model tensors are missing from the
+            checkpoint (other than `CONFIG_DERIVED_KEYS`) or it holds tensors the model does
+            not have. Default: as ``strict_shapes`` (loading for inference); fine-tuning loads
+            partially.
         check_finite: refuse to save weights that contain NaN/Inf.
     """
 
+    # buffers computed from the config, not learned (the no-object class weight of the loss):
+    # a checkpoint without them still holds every weight inference needs
+    CONFIG_DERIVED_KEYS = ("criterion.empty_weight",)
+
     def __init__(self, model, save_dir="", *, save_to_disk=None, strict_shapes=False,
-                 check_finite=True, **checkpointables):
+                 strict_keys: Optional[bool] = None, check_finite=True, **checkpointables):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.strict_shapes = strict_shapes
+        self.strict_keys = strict_shapes if strict_keys is None else strict_keys
         self.check_finite = check_finite
         self._blocked_reason: Optional[str] = None
         self._resuming = False
@@ -249,6 +273,9 @@ class Mask2FormerCheckpointer(DetectionCheckpointer):
         return load_torch_weights(f)
 
     def _load_model(self, checkpoint: Any):
+        # a MaskFormer v1 checkpoint in a Mask2Former config (or the reverse): one clear error
+        # instead of hundreds of missing/unexpected keys
+        check_same_variant(self.model.state_dict().keys(), checkpoint["model"].keys())
         incompatible = super()._load_model(checkpoint)
         if incompatible is not None and incompatible.incorrect_shapes and (
                 self.strict_shapes or self._resuming):
@@ -260,6 +287,17 @@ class Mask2FormerCheckpointer(DetectionCheckpointer):
             raise CheckpointShapeError(
                 f"{len(incompatible.incorrect_shapes)} checkpoint tensor(s) do not fit the model "
                 f"({why}): {listing}. " + (" ".join(h[0].upper() + h[1:] + "." for h in hints)))
+        missing = [k for k in (incompatible.missing_keys if incompatible is not None else [])
+                   if k not in self.CONFIG_DERIVED_KEYS]
+        unexpected = incompatible.unexpected_keys if incompatible is not None else []
+        if self.strict_keys and (missing or unexpected):
+            raise CheckpointKeysError(
+                f"the checkpoint does not hold exactly this model's weights: {len(missing)} model "
+                f"tensor(s) missing from it{_examples(missing)}, {len(unexpected)} checkpoint "
+                f"tensor(s) the model does not have{_examples(unexpected)} (a renamed tensor is "
+                f"in both lists). Loading for inference needs every weight: use the config the "
+                f"checkpoint was made for (or convert its names); partial loads are for "
+                f"fine-tuning only (train_net.py without --eval-only).")
         return incompatible
 
     def _log_incompatible_keys(self, incompatible) -> None:

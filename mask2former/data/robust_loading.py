@@ -10,11 +10,14 @@
 * :func:`sanitize_annotations` — drops polygons with fewer than 3 points, odd length or
   non-finite coordinates, clips coordinates to the image, drops instances with zero area,
   RLEs of another image size and boxes with non-finite values; reports what it dropped.
-* :class:`RobustDatasetMapper` — wraps any dataset mapper: sanitises annotations, turns a
-  failing sample into a skipped one (``None``; Detectron2's training loader then draws another)
-  with a warning naming the file and the reason, logs a summary every ``summary_period`` skips,
-  and stops with an error if ``max_consecutive_failures`` samples fail in a row (that is a bug
-  or a wrong dataset root, not a few bad files).
+* :class:`RobustDatasetMapper` — wraps any dataset mapper: sanitises annotations (per frame for
+  videos), turns a sample that fails with a *data fault* (`DATA_FAULTS`: an unreadable, truncated
+  or missing file, an annotation inconsistent with its image) into a skipped one (``None``;
+  Detectron2's training loader then draws another) with a warning naming the file and the reason,
+  logs a summary every ``summary_period`` skips, and stops with an error if
+  ``max_consecutive_failures`` samples fail in a row (that is a wrong dataset root, not a few bad
+  files). Any other exception (a TypeError, KeyError or shape error in a mapper: a bug) is not
+  caught: it stops training on its first occurrence.
 * Skips are also appended to a JSON-lines file (``MASK2FORMER_SKIP_LOG``, set by
   :func:`set_skip_log`) so the main process can summarise skips made in loader workers
   (:func:`summarize_skip_log`).
@@ -25,16 +28,18 @@ import math
 import os
 import threading
 import time
-import traceback
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from detectron2.data.detection_utils import SizeMismatchError
 from PIL import Image, ImageFile
 
 __all__ = [
     "BadSampleError",
+    "DATA_FAULTS",
     "read_image",
+    "read_label_map",
     "sanitize_annotations",
     "RobustDatasetMapper",
     "SKIP_LOG_ENV",
@@ -50,12 +55,20 @@ SKIP_LOG_ENV = "MASK2FORMER_SKIP_LOG"
 
 
 class BadSampleError(ValueError):
-    """A sample's file is unreadable or inconsistent. ``file_name`` names the file."""
+    """A data fault: a sample's file is unreadable, truncated or missing, or its annotation is
+    inconsistent with its image. ``file_name`` names the file ("" when the raiser does not know
+    it; `RobustDatasetMapper` then names the sample)."""
 
     def __init__(self, file_name: str, reason: str):
         super().__init__(f"{file_name}: {reason}")
         self.file_name = file_name
         self.reason = reason
+
+
+# The exceptions that mean "this sample's data is bad" (skipped by RobustDatasetMapper); every
+# other exception is a bug and propagates. Detectron2's check_image_size raises SizeMismatchError
+# when an image disagrees with the size its annotations record.
+DATA_FAULTS = (BadSampleError, SizeMismatchError)
 
 
 # ----------------------------------------------------------------------------- images
@@ -130,6 +143,23 @@ def read_image(file_name: str, format: Optional[str] = None) -> np.ndarray:
         image = image.convert("RGBA")  # palette transparency: avoid Pillow's warning path
     # RGBA/LA: the colour channels are the image; alpha is dropped by the conversion below.
     return convert_PIL_to_numpy(image, format)
+
+
+def read_label_map(file_name: str, image: np.ndarray, image_file: str,
+                   format: Optional[str] = None) -> np.ndarray:
+    """Read the label map ``file_name`` (semantic PNG, panoptic PNG) of the image ``image`` (read
+    from ``image_file``) with `read_image`, checking that both have the same height and width.
+
+    Raises:
+        BadSampleError: an unreadable label file (naming it), or a size that differs from the
+            image's (naming the sample's image, with the label file in the reason).
+    """
+    label = read_image(file_name, format=format)
+    if label.shape[:2] != image.shape[:2]:
+        raise BadSampleError(
+            image_file, f"image is {image.shape[1]}x{image.shape[0]} but its label map "
+            f"{file_name} is {label.shape[1]}x{label.shape[0]} (width x height)")
+    return label
 
 
 # ----------------------------------------------------------------------------- annotations
@@ -248,17 +278,13 @@ def summarize_skip_log(path: Optional[str] = None, split: Optional[str] = None,
 
 
 # ----------------------------------------------------------------------------- mapper wrapper
-def _where(e: BaseException) -> str:
-    """``Type raised at file:line (code)`` for exceptions without a message (bare asserts)."""
-    tb = traceback.extract_tb(e.__traceback__)
-    if not tb:
-        return type(e).__name__
-    f = tb[-1]
-    return f"{type(e).__name__} raised at {f.filename}:{f.lineno} ({(f.line or '').strip()})"
-
-
 def _sample_name(d: Dict[str, Any]) -> str:
-    return str(d.get("file_name", d.get("image_id", "<unknown sample>")))
+    """The file that names a sample: its image, or the first frame of a video."""
+    if "file_name" in d:
+        return str(d["file_name"])
+    if d.get("file_names"):
+        return str(d["file_names"][0])
+    return str(d.get("image_id", d.get("video_id", "<unknown sample>")))
 
 
 class RobustDatasetMapper:
@@ -294,18 +320,25 @@ class RobustDatasetMapper:
     def __call__(self, dataset_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         name = _sample_name(dataset_dict)
         if "annotations" in dataset_dict and "height" in dataset_dict and "width" in dataset_dict:
-            annos, problems = sanitize_annotations(dataset_dict["annotations"],
-                                                   dataset_dict["height"], dataset_dict["width"])
+            h, w = dataset_dict["height"], dataset_dict["width"]
+            annos = dataset_dict["annotations"]
+            if "file_names" in dataset_dict:  # a video: one list of annotations per frame
+                cleaned = [sanitize_annotations(frame, h, w) for frame in annos]
+                annos = [kept for kept, _ in cleaned]
+                problems = [f"frame {t}: {p}" for t, (_, ps) in enumerate(cleaned) for p in ps]
+            else:
+                annos, problems = sanitize_annotations(annos, h, w)
             if problems:
                 logger.warning("%s: %s", name, "; ".join(problems))
                 dataset_dict = dict(dataset_dict, annotations=annos)
         try:
             out = self.mapper(dataset_dict)
-        except Exception as e:  # noqa: BLE001 -- any per-sample failure; systematic ones re-raise
+        except DATA_FAULTS as e:
             self._consecutive += 1
-            reason = f"{type(e).__name__}: {e}" if str(e) else _where(e)
             if isinstance(e, BadSampleError):
-                name, reason = e.file_name, e.reason
+                name, reason = e.file_name or name, e.reason
+            else:
+                reason = f"{type(e).__name__}: {e}"
             if not self.skip:
                 raise BadSampleError(name, reason) from e
             if self._consecutive >= self.max_consecutive_failures:

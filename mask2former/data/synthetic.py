@@ -34,7 +34,17 @@ from tqdm import tqdm
 
 from .datasets.panoptic import id2rgb, panoptic_to_instance_annotations, panoptic_to_semantic
 
-__all__ = ["SYNTHETIC_CATEGORIES", "generate_synthetic_dataset", "render_sample", "main"]
+__all__ = [
+    "SYNTHETIC_CATEGORIES",
+    "generate_synthetic_dataset",
+    "render_sample",
+    "render_stuff_background",
+    "sample_shape_params",
+    "draw_shape",
+    "thing_texture",
+    "jitter_color",
+    "main",
+]
 
 # Things first (contiguous ids 0..3), then stuff (4..6). Dataset ids are deliberately not
 # contiguous, like COCO's, so that id mappings are exercised.
@@ -53,14 +63,15 @@ _SPLIT_INDEX = {"train": 0, "val": 1}
 MIN_INSTANCE_AREA = 40  # visible pixels; smaller (heavily occluded) instances are dropped
 
 
-def _jitter_color(rng: np.random.Generator, base, amount: int = 30) -> np.ndarray:
+def jitter_color(rng: np.random.Generator, base, amount: int = 30) -> np.ndarray:
+    """``base`` RGB plus uniform noise in [-amount, amount] per channel (float32 [3])."""
     return np.clip(np.asarray(base, dtype=np.float32) + rng.uniform(-amount, amount, 3), 0, 255)
 
 
 def _stuff_texture(rng, name: str, h: int, w: int) -> np.ndarray:
     """[h,w,3] float32 texture of a stuff class."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = _jitter_color(rng, next(c["color"] for c in _STUFF if c["name"] == name), 15)
+    base = jitter_color(rng, next(c["color"] for c in _STUFF if c["name"] == name), 15)
     if name == "sky":  # vertical gradient + soft blobs
         grad = (yy / max(h - 1, 1))[..., None] * np.array([40, 25, 5], np.float32)
         soft = cv2.GaussianBlur(rng.normal(0, 25, (h, w)).astype(np.float32), (0, 0), 6)
@@ -79,7 +90,8 @@ def _stuff_texture(rng, name: str, h: int, w: int) -> np.ndarray:
     return tex
 
 
-def _thing_texture(rng, color: np.ndarray, h: int, w: int) -> np.ndarray:
+def thing_texture(rng, color: np.ndarray, h: int, w: int) -> np.ndarray:
+    """[h,w,3] float32 texture of a thing: plain, striped or speckled ``color``."""
     kind = rng.integers(0, 3)
     tex = np.broadcast_to(color, (h, w, 3)).astype(np.float32).copy()
     if kind == 1:  # stripes
@@ -93,12 +105,19 @@ def _thing_texture(rng, color: np.ndarray, h: int, w: int) -> np.ndarray:
     return tex
 
 
-def _shape_mask(rng, name: str, h: int, w: int) -> np.ndarray:
-    """Binary mask [h,w] of a random instance of a thing shape."""
-    mask = np.zeros((h, w), np.uint8)
-    size = rng.uniform(0.06, 0.25) * min(h, w)  # "radius"
+def sample_shape_params(rng: np.random.Generator, h: int, w: int) -> Tuple[float, ...]:
+    """Random (size, cx, cy, rot) of a thing shape that fits in an [h, w] image; ``size`` is
+    its "radius" in pixels, ``rot`` its rotation in radians."""
+    size = rng.uniform(0.06, 0.25) * min(h, w)
     cx, cy = rng.uniform(size * 0.5, w - size * 0.5), rng.uniform(size * 0.5, h - size * 0.5)
     rot = rng.uniform(0, 2 * np.pi)
+    return size, cx, cy, rot
+
+
+def draw_shape(name: str, size: float, cx: float, cy: float, rot: float, h: int, w: int):
+    """Binary mask [h, w] uint8 of the thing shape ``name`` (circle, square, triangle, star)
+    centred at (cx, cy), which may lie outside the image (the shape is clipped)."""
+    mask = np.zeros((h, w), np.uint8)
     if name == "circle":
         cv2.circle(mask, (int(cx), int(cy)), max(int(size), 3), 1, -1)
         return mask
@@ -116,18 +135,21 @@ def _shape_mask(rng, name: str, h: int, w: int) -> np.ndarray:
     return mask
 
 
-def render_sample(rng: np.random.Generator, height: int, width: int):
-    """Render one sample.
+def _shape_mask(rng, name: str, h: int, w: int) -> np.ndarray:
+    """Binary mask [h,w] of a random instance of a thing shape."""
+    return draw_shape(name, *sample_shape_params(rng, h, w), h, w)
+
+
+def render_stuff_background(rng: np.random.Generator, height: int, width: int):
+    """Textured background of 2-3 horizontal "stuff" bands with wavy borders (sky on top).
 
     Returns:
-        image [H,W,3] uint8 RGB, segment ids [H,W] int64 (0 = void), segments_info list with
-        dataset category ids (COCO panoptic format, without area/bbox).
+        image [H,W,3] float32 RGB, segment ids [H,W] int64 (0 = void seams between bands) and
+        the stuff segments_info (dataset category ids, without area/bbox).
     """
     image = np.zeros((height, width, 3), np.float32)
     pan = np.zeros((height, width), np.int64)
     segments: List[Dict] = []
-
-    # Stuff: 2-3 horizontal bands with wavy borders, sky always on top when present.
     names = ["sky", "wall", "grass"]
     if rng.random() < 0.3:
         names.pop(int(rng.integers(0, 3)))
@@ -154,14 +176,25 @@ def render_sample(rng: np.random.Generator, height: int, width: int):
     seam[1:] |= band[1:] != band[:-1]
     seam = cv2.dilate(seam.astype(np.uint8), np.ones((2, 1), np.uint8)).astype(bool)
     pan[seam] = 0
+    return image, pan, segments
+
+
+def render_sample(rng: np.random.Generator, height: int, width: int):
+    """Render one sample.
+
+    Returns:
+        image [H,W,3] uint8 RGB, segment ids [H,W] int64 (0 = void), segments_info list with
+        dataset category ids (COCO panoptic format, without area/bbox).
+    """
+    image, pan, segments = render_stuff_background(rng, height, width)
 
     # Things: drawn in order, later ones occlude earlier ones.
     placed = []
     for k in range(int(rng.integers(2, 7))):
         cat = _THINGS[int(rng.integers(0, len(_THINGS)))]
         mask = _shape_mask(rng, cat["name"], height, width).astype(bool)
-        color = _jitter_color(rng, cat["color"], 30)
-        image[mask] = _thing_texture(rng, color, height, width)[mask]
+        color = jitter_color(rng, cat["color"], 30)
+        image[mask] = thing_texture(rng, color, height, width)[mask]
         seg_id = cat["id"] * 1000 + k + 1
         pan[mask] = seg_id
         placed.append((seg_id, cat["id"]))

@@ -2,7 +2,7 @@
 loaders, evaluators, optimizer, checkpointer and reliability hooks), the scripts' shared `setup`
 and `train_or_evaluate`, the training hooks and the safe `SafeDefaultPredictor`."""
 
-from .defaults import setup, train_or_evaluate  # noqa: F401
+from .defaults import launch_from_command_line, setup, train_or_evaluate  # noqa: F401
 from .hooks import (  # noqa: F401
     EnsureFinalCheckpoint,
     NonFiniteLossError,

@@ -7,17 +7,18 @@ from typing import Callable, Sequence
 import torch
 
 from detectron2.config import get_cfg
-from detectron2.engine import default_setup
+from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import Mask2FormerCheckpointer
 from ..config import add_maskformer2_config, merge_config_checked
+from ..model_zoo.checks import check_trained_weights
 from ..utils.allocator import cpu_caching_allocator
 from .hooks import TrainingPreempted
 
-__all__ = ["setup", "train_or_evaluate"]
+__all__ = ["setup", "train_or_evaluate", "launch_from_command_line"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ def setup(args, config_fns: Sequence[Callable] = (add_maskformer2_config,)):
 
 
 def train_or_evaluate(cfg, args, trainer_cls):
-    """``--eval-only``: load MODEL.WEIGHTS (strict shapes: another NUM_CLASSES is an error naming
-    the key) and evaluate, with TTA when TEST.AUG.ENABLED; otherwise train with ``trainer_cls``
+    """``--eval-only``: load MODEL.WEIGHTS (strict: another NUM_CLASSES is an error naming the
+    key, and so are missing, extra or renamed tensors) and evaluate, with TTA when TEST.AUG.ENABLED; otherwise train with ``trainer_cls``
     (``--resume`` continues from OUTPUT_DIR/last_checkpoint). On CPU the caching allocator is
     installed for the run when CPU_CACHING_ALLOCATOR (see `mask2former.utils.allocator`).
 
@@ -51,6 +52,8 @@ def train_or_evaluate(cfg, args, trainer_cls):
     OUTPUT_DIR/preempted.json) instead of the evaluation results."""
     with cpu_caching_allocator(enabled=cfg.MODEL.DEVICE == "cpu" and cfg.CPU_CACHING_ALLOCATOR):
         if args.eval_only:
+            # no trained weights (empty, or the backbone's ImageNet file): name the zoo entry
+            check_trained_weights(cfg, args.config_file, resume=args.resume)
             model = trainer_cls.build_model(cfg)
             Mask2FormerCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_shapes=True
                                     ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
@@ -67,3 +70,17 @@ def train_or_evaluate(cfg, args, trainer_cls):
         except TrainingPreempted as stop:
             logger.warning("%s", stop)
             return {"preempted": {"iteration": stop.iteration, "checkpoint": stop.checkpoint}}
+
+
+def launch_from_command_line(main, script: str, argv=None):
+    """Parse Detectron2's standard arguments and run ``main(args)`` in ``--num-gpus`` processes
+    per machine (``--num-machines``, ``--machine-rank``, ``--dist-url``) with Detectron2's
+    ``launch``. A missing trained model or a failed model-zoo download ends the script with one
+    line naming the cause and what to do."""
+    from ..model_zoo import exit_on_model_zoo_error
+
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    with exit_on_model_zoo_error(script):
+        launch(main, args.num_gpus, num_machines=args.num_machines,
+               machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))

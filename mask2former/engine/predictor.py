@@ -14,8 +14,8 @@ class SafeDefaultPredictor(DefaultPredictor):
 
     Accepts ``.safetensors``, ``.pth`` (``torch.load(weights_only=True)``) and model-zoo ``.pkl``
     (numpy-only unpickler). Checkpoint tensors whose shapes do not fit the model (e.g. another
-    NUM_CLASSES) raise an error naming the config key to change, since inference with partly
-    random weights is meaningless.
+    NUM_CLASSES) raise an error naming the config key to change, and so does a checkpoint with
+    missing, extra or renamed tensors, since inference with partly random weights is meaningless.
     """
 
     def __init__(self, cfg, *, strict_shapes: bool = True):  # replaces DefaultPredictor.__init__

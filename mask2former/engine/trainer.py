@@ -36,7 +36,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import Mask2FormerCheckpointer
 from ..config import check_num_classes
-from ..data.dataset_mappers import RobustTestMapper, build_dataset_mapper
+from ..data.dataset_mappers import VIDEO_META_ARCHITECTURES, RobustTestMapper, build_dataset_mapper
 from ..data.robust_loading import RobustDatasetMapper, set_skip_log
 from ..evaluation import SkippedImagesReporter, build_evaluators
 from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
@@ -137,7 +137,13 @@ class Trainer(DefaultTrainer):
     # ------------------------------------------------------------------ evaluation
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name, mapper=RobustTestMapper(cfg))
+        """Images: the robust test mapper. Video meta-architectures: the clip mapper in test
+        mode (every frame of a video, in order), one video per batch."""
+        if cfg.MODEL.META_ARCHITECTURE in VIDEO_META_ARCHITECTURES:
+            mapper = build_dataset_mapper(cfg, is_train=False)
+        else:
+            mapper = RobustTestMapper(cfg)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

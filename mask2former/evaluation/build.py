@@ -12,6 +12,7 @@ from detectron2.evaluation import (
 )
 
 from .instance_evaluation import InstanceSegEvaluator
+from .ytvis_evaluation import YTVISEvaluator
 
 __all__ = ["build_evaluators", "PANOPTIC_EVALUATOR_TYPES"]
 
@@ -31,6 +32,7 @@ def build_evaluators(cfg, dataset_name, output_folder):
     - *_panoptic_seg: COCOPanopticEvaluator if PANOPTIC_ON; SemSegEvaluator (or Cityscapes'
       for Cityscapes) if SEMANTIC_ON; InstanceSegEvaluator (or Cityscapes') if INSTANCE_ON.
     - cityscapes_instance / cityscapes_sem_seg: the Cityscapes evaluators. lvis: LVISEvaluator.
+    - ytvis: YTVISEvaluator (video AP; results.json + zip for the benchmark server).
     """
     test = cfg.MODEL.MASK_FORMER.TEST
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
@@ -39,6 +41,8 @@ def build_evaluators(cfg, dataset_name, output_folder):
         evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
     elif evaluator_type == "coco":
         evaluators.append(COCOEvaluator(dataset_name, output_dir=output_folder))
+    elif evaluator_type == "ytvis":
+        evaluators.append(YTVISEvaluator(dataset_name, output_dir=output_folder))
     elif evaluator_type == "lvis":
         evaluators.append(LVISEvaluator(dataset_name, output_dir=output_folder))
     elif evaluator_type == "cityscapes_instance":

@@ -9,7 +9,9 @@ truth with the Hungarian matcher, then:
   targets on ``num_points`` points per mask chosen by uncertainty (PointRend importance sampling:
   ``oversample_ratio`` x candidates, the ``importance_sample_ratio`` most uncertain by |logit|,
   the rest uniform). ``num_points=0`` computes the dense per-pixel loss at the target resolution
-  instead (memory-hungry; kept for comparison).
+  instead (predictions upsampled bilinearly; memory-hungry).
+- ``mask_loss="focal"`` (MaskFormer v1, with ``num_points=0``): ``loss_mask`` is the sigmoid
+  focal loss (alpha 0.25, gamma 2) instead of BCE (SPEC §10).
 
 Mask losses are normalised by the number of ground-truth masks averaged over all workers
 (clamped to >= 1). Auxiliary outputs give ``loss_ce_{i}``, ``loss_mask_{i}``, ``loss_dice_{i}``.
@@ -31,8 +33,11 @@ from detectron2.utils import comm
 
 __all__ = [
     "SetCriterion",
+    "VideoSetCriterion",
     "dice_loss",
     "sigmoid_ce_loss",
+    "sigmoid_focal_loss",
+    "MASK_LOSSES",
     "calculate_uncertainty",
     "average_num_masks",
 ]
@@ -66,6 +71,35 @@ def sigmoid_ce_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: floa
     """
     loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
     return loss.mean(1).sum() / num_masks
+
+
+def sigmoid_focal_loss(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    num_masks: float,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+) -> torch.Tensor:
+    """Sigmoid focal loss (RetinaNet), averaged over points, summed over masks / ``num_masks``.
+
+    Per point: ``alpha_t * (1 - p_t) ** gamma * BCE(x, t)`` with ``p_t = p t + (1 - p)(1 - t)``,
+    ``alpha_t = alpha t + (1 - alpha)(1 - t)`` (no alpha weighting when ``alpha < 0``).
+
+    Args:
+        inputs: [N, P] mask logits; targets: [N, P] binary (0/1) float targets.
+        num_masks: normaliser.
+    """
+    prob = inputs.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.mean(1).sum() / num_masks
+
+
+# SetCriterion(mask_loss=...) -> per-point mask loss (dice is always added)
+MASK_LOSSES = {"bce": sigmoid_ce_loss, "focal": sigmoid_focal_loss}
 
 
 def calculate_uncertainty(logits: torch.Tensor) -> torch.Tensor:
@@ -114,6 +148,7 @@ class SetCriterion(nn.Module):
         num_points: points per mask for the mask losses; 0 = dense per-pixel loss.
         oversample_ratio: PointRend oversampling (>= 1).
         importance_sample_ratio: fraction of points chosen by uncertainty, in [0, 1].
+        mask_loss: "bce" (Mask2Former) or "focal" (MaskFormer v1) for ``loss_mask``.
     """
 
     def __init__(
@@ -126,8 +161,14 @@ class SetCriterion(nn.Module):
         num_points: int,
         oversample_ratio: float,
         importance_sample_ratio: float,
+        mask_loss: str = "bce",
     ):
         super().__init__()
+        if mask_loss not in MASK_LOSSES:
+            raise ValueError(
+                f"SetCriterion: unknown mask_loss {mask_loss!r}; use one of {sorted(MASK_LOSSES)} "
+                "(MODEL.MASK_FORMER.MASK_LOSS_TYPE)"
+            )
         unknown = set(losses) - {"labels", "masks"}
         if unknown:
             raise ValueError(
@@ -149,6 +190,7 @@ class SetCriterion(nn.Module):
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
+        self.mask_loss = mask_loss
         empty_weight = torch.ones(num_classes + 1)
         empty_weight[-1] = eos_coef
         self.register_buffer("empty_weight", empty_weight)  # persistent: in the checkpoints
@@ -169,7 +211,7 @@ class SetCriterion(nn.Module):
         return {"loss_ce": loss}
 
     def loss_masks(self, outputs, targets, indices, num_masks) -> Dict[str, torch.Tensor]:
-        """Sigmoid BCE + dice of matched masks (point-sampled, or dense if num_points == 0)."""
+        """BCE or focal + dice of matched masks (point-sampled, or dense if num_points == 0)."""
         pred_masks = outputs["pred_masks"]  # [B, Q, h, w]
         batch_idx, src_idx = self._src_permutation(indices)
         src = pred_masks[batch_idx, src_idx].float()  # [N, h, w]
@@ -181,6 +223,7 @@ class SetCriterion(nn.Module):
         tgt = _stack_target_masks(
             [t["masks"][j] for t, (_, j) in zip(targets, indices)], device=src.device
         )  # [N, H, W]
+        src, tgt = self.mask_rows(src, tgt)
         if self.num_points > 0:
             with torch.no_grad():
                 coords = get_uncertain_point_coords_with_randomness(
@@ -198,11 +241,17 @@ class SetCriterion(nn.Module):
             ).flatten(1)
             labels = tgt.flatten(1)
         return {
-            "loss_mask": sigmoid_ce_loss(logits, labels, num_masks),
+            "loss_mask": MASK_LOSSES[self.mask_loss](logits, labels, num_masks),
             "loss_dice": dice_loss(logits, labels, num_masks),
         }
 
     # --- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def mask_rows(src: torch.Tensor, tgt: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Matched predictions [N, h, w] and targets [N, H, W] as the rows the mask losses score
+        (unchanged here; the video criterion makes one row per (instance, frame))."""
+        return src, tgt
+
     @staticmethod
     def _src_permutation(indices) -> Tuple[torch.Tensor, torch.Tensor]:
         batch_idx = torch.cat(
@@ -248,6 +297,26 @@ class SetCriterion(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, eos_coef={self.eos_coef}, losses={self.losses}, "
-            f"num_points={self.num_points}, oversample_ratio={self.oversample_ratio}, "
+            f"mask_loss={self.mask_loss}, num_points={self.num_points}, oversample_ratio={self.oversample_ratio}, "
             f"importance_sample_ratio={self.importance_sample_ratio}, weight_dict={self.weight_dict}"
         )
+
+
+class VideoSetCriterion(SetCriterion):
+    """Losses of Mask2Former-VIS (SPEC §9): the image losses on clips.
+
+    ``outputs["pred_masks"]`` is [B, Q, T, h, w] and ``targets[b]["masks"]`` [G_b, T, H, W]
+    (use `mask2former.modeling.matcher.VideoHungarianMatcher`). The mask losses score every
+    (instance, frame) pair as one row with its own importance-sampled points, but are still
+    divided by the number of *instances*: a clip's loss is summed over its frames.
+    """
+
+    @staticmethod
+    def mask_rows(src, tgt):
+        """[N, T, h, w] / [N, T, H, W] → [N*T, h, w] / [N*T, H, W] (instance-major)."""
+        if src.dim() != 4 or tgt.dim() != 4 or src.shape[1] != tgt.shape[1]:
+            raise ValueError(
+                "VideoSetCriterion expects matched masks [N, T, h, w] and targets [N, T, H, W] "
+                f"with the same T, got {tuple(src.shape)} and {tuple(tgt.shape)}"
+            )
+        return src.flatten(0, 1), tgt.flatten(0, 1)

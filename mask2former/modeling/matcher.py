@@ -5,9 +5,11 @@ The cost of assigning query ``q`` to ground-truth segment ``g`` of one image is:
     cost_class * (-p_q(class_g)) + cost_mask * BCE(mask_q, mask_g) + cost_dice * dice(mask_q, mask_g)
 
 The two mask terms are evaluated on one shared set of ``num_points`` uniformly random points per
-image (``num_points=0``: on every pixel of the ground-truth masks, predictions bilinearly resized
-to that size). Costs are computed in fp32 with autocast disabled and sanitised (nan/inf replaced
-by large finite numbers) so that ``scipy.optimize.linear_sum_assignment`` never fails.
+image (Mask2Former). With ``num_points=0`` they are evaluated densely as MaskFormer v1 does: on
+every pixel of the predicted masks, the ground-truth masks resized to the prediction size
+(nearest). ``mask_cost="focal"`` (MaskFormer v1) replaces BCE by the sigmoid focal loss (alpha
+0.25, gamma 2). Costs are computed in fp32 with autocast disabled and sanitised (nan/inf
+replaced by large finite numbers) so that ``scipy.optimize.linear_sum_assignment`` never fails.
 """
 
 from typing import Dict, List, Tuple
@@ -20,7 +22,14 @@ from torch import nn
 
 from detectron2.projects.point_rend.point_features import point_sample
 
-__all__ = ["HungarianMatcher", "batch_dice_cost", "batch_sigmoid_ce_cost", "sanitize_cost"]
+__all__ = [
+    "HungarianMatcher",
+    "VideoHungarianMatcher",
+    "batch_dice_cost",
+    "batch_sigmoid_ce_cost",
+    "batch_sigmoid_focal_cost",
+    "sanitize_cost",
+]
 
 # Replacement for non-finite costs: large enough to never be preferred, small enough that sums
 # of a few of them stay finite in float64.
@@ -61,6 +70,28 @@ def batch_sigmoid_ce_cost(inputs: torch.Tensor, targets: torch.Tensor) -> torch.
     return cost / max(num_points, 1)
 
 
+def batch_sigmoid_focal_cost(
+    inputs: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
+    """Pairwise sigmoid focal loss (see `criterion.sigmoid_focal_loss`), averaged over points.
+
+    Args:
+        inputs: [N, P] mask logits; targets: [M, P] binary (0/1) float targets.
+    Returns:
+        [N, M] tensor with entry (n, m) = mean_p focal(inputs[n, p], targets[m, p]).
+    """
+    prob = inputs.sigmoid()
+    pos = (1 - prob) ** gamma * F.softplus(-inputs)  # loss where the target is 1
+    neg = prob**gamma * F.softplus(inputs)  # loss where the target is 0
+    if alpha >= 0:
+        pos, neg = pos * alpha, neg * (1 - alpha)
+    cost = pos @ targets.t() + neg @ (1 - targets).t()
+    return cost / max(inputs.shape[1], 1)
+
+
+_MASK_COSTS = {"bce": batch_sigmoid_ce_cost, "focal": batch_sigmoid_focal_cost}
+
+
 def sanitize_cost(cost: torch.Tensor) -> torch.Tensor:
     """Replace nan/+inf/-inf by large finite values (a nan counts as the worst possible cost)."""
     return torch.nan_to_num(cost, nan=_LARGE_COST, posinf=_LARGE_COST, neginf=-_LARGE_COST)
@@ -69,12 +100,16 @@ def sanitize_cost(cost: torch.Tensor) -> torch.Tensor:
 class HungarianMatcher(nn.Module):
     """One-to-one assignment of predictions to targets, independently for each image.
 
+    Subclasses change what one prediction is by overriding `as_channels` (the video matcher:
+    a query's T frame masks share the image's set of points).
+
     Args:
         cost_class: weight of the classification cost (-probability of the target class).
-        cost_mask: weight of the sigmoid binary cross-entropy mask cost.
+        cost_mask: weight of the per-pixel mask cost (sigmoid BCE, or focal).
         cost_dice: weight of the dice mask cost.
         num_points: number of uniformly random points shared by all pairs of an image;
-            0 compares masks densely at the ground-truth resolution.
+            0 compares masks densely at the prediction resolution (targets resized, nearest).
+        mask_cost: "bce" (Mask2Former) or "focal" (MaskFormer v1).
     """
 
     def __init__(
@@ -83,8 +118,15 @@ class HungarianMatcher(nn.Module):
         cost_mask: float = 1.0,
         cost_dice: float = 1.0,
         num_points: int = 0,
+        mask_cost: str = "bce",
     ):
         super().__init__()
+        if mask_cost not in _MASK_COSTS:
+            raise ValueError(
+                f"HungarianMatcher: unknown mask_cost {mask_cost!r}; use one of "
+                f"{sorted(_MASK_COSTS)}"
+            )
+        self.mask_cost = mask_cost
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
             raise ValueError("HungarianMatcher: all costs are 0; set at least one cost weight > 0")
         if num_points < 0:
@@ -94,21 +136,28 @@ class HungarianMatcher(nn.Module):
         self.cost_dice = cost_dice
         self.num_points = num_points
 
+    @staticmethod
+    def as_channels(masks: torch.Tensor) -> torch.Tensor:
+        """Masks [R, h, w] → [R, 1, h, w]: the channels that share one set of sampled points."""
+        return masks[:, None]
+
     def _sample(self, pred_masks: torch.Tensor, tgt_masks: torch.Tensor):
-        """Bring [Q,h,w] predictions and [G,H,W] targets to comparable [Q,P] / [G,P] tensors."""
+        """Bring predictions [Q, ...] and targets [G, ...] to comparable [Q, P'] / [G, P']
+        tensors: the same ``num_points`` random points in every channel of `as_channels`
+        (P' = channels * num_points), or every pixel at the prediction resolution (targets resized
+        with nearest neighbours: MaskFormer v1's dense matching)."""
+        pred_masks, tgt_masks = self.as_channels(pred_masks), self.as_channels(tgt_masks)
         if self.num_points > 0:
             coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)
             pred = point_sample(
-                pred_masks[:, None], coords.expand(pred_masks.shape[0], -1, -1), align_corners=False
-            ).squeeze(1)
+                pred_masks, coords.expand(pred_masks.shape[0], -1, -1), align_corners=False
+            ).flatten(1)
             tgt = point_sample(
-                tgt_masks[:, None], coords.expand(tgt_masks.shape[0], -1, -1), align_corners=False
-            ).squeeze(1)
+                tgt_masks, coords.expand(tgt_masks.shape[0], -1, -1), align_corners=False
+            ).flatten(1)
             return pred, tgt
         if pred_masks.shape[-2:] != tgt_masks.shape[-2:]:
-            pred_masks = F.interpolate(
-                pred_masks[:, None], size=tgt_masks.shape[-2:], mode="bilinear", align_corners=False
-            ).squeeze(1)
+            tgt_masks = F.interpolate(tgt_masks, size=pred_masks.shape[-2:], mode="nearest")
         return pred_masks.flatten(1), tgt_masks.flatten(1)
 
     def cost_matrix(
@@ -136,7 +185,7 @@ class HungarianMatcher(nn.Module):
             if self.cost_mask != 0 or self.cost_dice != 0:
                 pred, tgt = self._sample(pred_masks.float(), tgt_masks.to(torch.float32))
                 if self.cost_mask != 0:
-                    cost = cost + self.cost_mask * batch_sigmoid_ce_cost(pred, tgt)
+                    cost = cost + self.cost_mask * _MASK_COSTS[self.mask_cost](pred, tgt)
                 if self.cost_dice != 0:
                     cost = cost + self.cost_dice * batch_dice_cost(pred, tgt)
         return sanitize_cost(cost)
@@ -177,5 +226,42 @@ class HungarianMatcher(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
-            f"cost_dice={self.cost_dice}, num_points={self.num_points}"
+            f"cost_dice={self.cost_dice}, num_points={self.num_points}, "
+            f"mask_cost={self.mask_cost}"
         )
+
+
+def _check_clip_masks(masks: torch.Tensor) -> torch.Tensor:
+    if masks.dim() != 4:
+        raise ValueError(
+            f"VideoHungarianMatcher expects per-clip masks [R, T, H, W], got {tuple(masks.shape)}"
+        )
+    return masks
+
+
+class VideoHungarianMatcher(HungarianMatcher):
+    """Hungarian matching of clips (Mask2Former-VIS, SPEC §9).
+
+    A prediction is a query's T frame masks [T, h, w] and a target an instance's [T, H, W]
+    (empty in frames where it is absent). One set of ``num_points`` random points is shared by
+    all frames and all masks of a clip, so each (query, instance) mask cost is computed over
+    T * num_points values; the cost functions are the image matcher's.
+
+    ``outputs["pred_masks"]`` is [B, Q, T, h, w]; ``targets[b]["masks"]`` is [G_b, T, H, W].
+    """
+
+    @staticmethod
+    def as_channels(masks: torch.Tensor) -> torch.Tensor:
+        """Clip masks [R, T, h, w]: the T frames are the channels sharing the points."""
+        return _check_clip_masks(masks)
+
+    def cost_matrix(self, logits, pred_masks, labels, tgt_masks):
+        """See `HungarianMatcher.cost_matrix`; pred_masks [Q, T, h, w], tgt_masks [G, T, H, W]."""
+        _check_clip_masks(pred_masks)
+        _check_clip_masks(tgt_masks)
+        if pred_masks.shape[1] != tgt_masks.shape[1]:
+            raise ValueError(
+                f"VideoHungarianMatcher: predictions have {pred_masks.shape[1]} frames but the "
+                f"targets {tgt_masks.shape[1]}"
+            )
+        return super().cost_matrix(logits, pred_masks, labels, tgt_masks)

@@ -1,5 +1,7 @@
 """Inference post-processing of MaskFormer outputs (SPEC §5), as pure vectorised functions.
 
+`video_instance_inference` post-processes one clip of the video model (SPEC §9).
+
 All functions work on the final prediction of one image: ``mask_cls`` [Q, K+1] class logits
 (the last class is "no object") and ``mask_pred`` [Q, H, W] mask logits at output resolution.
 Optional ``mask_prob`` arguments accept ``mask_pred.sigmoid()`` when the caller already has it,
@@ -31,6 +33,7 @@ __all__ = [
     "panoptic_inference",
     "instance_inference",
     "masks_to_boxes",
+    "video_instance_inference",
 ]
 
 
@@ -135,7 +138,8 @@ def panoptic_inference(
     object_mask_threshold: float,
     overlap_threshold: float,
     thing_ids: Collection[int],
-    mask_prob: Optional[torch.Tensor] = None
+    mask_prob: Optional[torch.Tensor] = None,
+    segment_within_mask: bool = True
 ) -> Tuple[torch.Tensor, List[Dict]]:
     """Panoptic segmentation from query predictions.
 
@@ -146,10 +150,15 @@ def panoptic_inference(
     non-empty and assigned / own area >= ``overlap_threshold``. Segments are numbered 1, 2, ...
     in query order; all queries of one stuff class share the first one's id.
 
+    With ``segment_within_mask=False`` (MaskFormer v1) a segment is *every* pixel its query
+    wins, whatever its sigmoid there (so only the pixels of rejected queries stay void), and the
+    intersection condition is dropped.
+
     Args:
         mask_cls: [Q, K+1] logits; mask_pred: [Q, H, W] logits.
         num_classes: K. thing_ids: contiguous ids of the thing classes.
         mask_prob: optional precomputed ``mask_pred.sigmoid()``.
+        segment_within_mask: Mask2Former's rule (True) or MaskFormer v1's (False), see above.
     Returns:
         (int32 [H, W] segment ids, 0 = void; list of {"id", "isthing", "category_id",
         "score"}), where "score" is the class probability of the query that opened the segment
@@ -185,9 +194,11 @@ def panoptic_inference(
         owner = torch.where(better, chunk_owner + start, owner)
         own_prob = torch.where(better, chunk_prob, own_prob)
     owner, own_prob = owner.view(h, w), own_prob.view(h, w)
-    inside = own_prob >= 0.5
-    # owner where the pixel is inside its owner's mask, n (void) elsewhere
-    owner_inside = torch.where(inside, owner, n)
+    if segment_within_mask:
+        # owner where the pixel is inside its owner's mask, n (void) elsewhere
+        owner_inside = torch.where(own_prob >= 0.5, owner, n)
+    else:
+        owner_inside = owner
     mask_area = torch.bincount(owner.flatten(), minlength=n)
     final_area = torch.bincount(owner_inside.flatten(), minlength=n + 1)[:n]
     # the original compares the float ratio `mask_area / original_area` with the threshold
@@ -316,3 +327,64 @@ def instance_inference(
     result.scores = scores_per_image * mask_scores
     result.pred_classes = labels_per_image
     return result
+
+
+# Elements of the float temporaries [k, frames, H_pad, W_pad] that `video_instance_inference`
+# upsamples at once (long clips are processed in chunks of frames).
+_VIDEO_CHUNK_ELEMENTS = 1 << 25
+
+
+def video_instance_inference(
+    scores: torch.Tensor,
+    mask_logits: torch.Tensor,
+    padded_size: Tuple[int, int],
+    image_size: Tuple[int, int],
+    output_height: int,
+    output_width: int,
+    topk: int = 10,
+) -> Dict:
+    """Clip inference of Mask2Former-VIS (SPEC §9).
+
+    The ``topk`` best (query, class) pairs over the whole [Q, K] score matrix (a query may
+    appear with several classes); each kept query's mask logits are upsampled bilinearly to the
+    padded input size, cropped to the image size, resized to the output size and thresholded
+    at logit > 0. Only the kept queries are upsampled, frame chunk by frame chunk (the same
+    values as upsampling every query, bounded memory).
+
+    Args:
+        scores: [Q, K] class probabilities without the no-object column.
+        mask_logits: [Q, T, h, w] mask logits of the clip's T frames.
+        padded_size: (H_pad, W_pad) of the padded input frames.
+        image_size: (h, w) of the frames before padding.
+        output_height, output_width: wanted output size.
+        topk: number of (query, class) pairs kept (the original: 10).
+    Returns:
+        {"image_size": (output_height, output_width), "pred_scores": [k] floats (descending),
+        "pred_labels": [k] ints, "pred_masks": k bool CPU tensors [T, output_height,
+        output_width]} with k = min(topk, Q*K).
+    """
+    q, num_classes = scores.shape
+    k = min(int(topk), q * num_classes)
+    top_scores, top_idx = scores.flatten().topk(k, sorted=True)
+    labels = top_idx % num_classes
+    queries = torch.div(top_idx, num_classes, rounding_mode="floor")
+    selected = mask_logits[queries]  # [k, T, h, w]
+    t = selected.shape[1]
+    h, w = int(image_size[0]), int(image_size[1])
+    out_h, out_w = int(output_height), int(output_width)
+    padded = (int(padded_size[0]), int(padded_size[1]))
+    masks = torch.zeros((k, t, out_h, out_w), dtype=torch.bool)
+    step = max(1, _VIDEO_CHUNK_ELEMENTS // max(1, k * padded[0] * padded[1]))
+    for t0 in range(0, t, step):
+        chunk = F.interpolate(
+            selected[:, t0 : t0 + step], size=padded, mode="bilinear", align_corners=False
+        )[:, :, :h, :w]
+        if (h, w) != (out_h, out_w):
+            chunk = F.interpolate(chunk, size=(out_h, out_w), mode="bilinear", align_corners=False)
+        masks[:, t0 : t0 + step] = (chunk > 0).cpu()
+    return {
+        "image_size": (out_h, out_w),
+        "pred_scores": top_scores.tolist(),
+        "pred_labels": labels.tolist(),
+        "pred_masks": list(masks.unbind(0)),
+    }

@@ -29,6 +29,7 @@ import torch
 
 __all__ = [
     "cpu_caching_allocator",
+    "is_available",
     "enable_cpu_caching_allocator",
     "disable_cpu_caching_allocator",
     "cpu_caching_allocator_stats",
@@ -62,6 +63,11 @@ _OPS = _load_ops()
 def _ops():
     """The allocator's operators, or None when the extension is not built."""
     return _OPS
+
+
+def is_available() -> bool:
+    """Whether the compiled allocator (``mask2former._allocator``) is built and loaded."""
+    return _OPS is not None
 
 
 def enable_cpu_caching_allocator(

@@ -14,7 +14,7 @@ below the confidence threshold are removed before drawing (see :func:`filter_ins
 :func:`filter_panoptic`).
 """
 import logging
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 import torch

@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.data.datasets import load_coco_json, load_sem_seg
@@ -21,17 +20,15 @@ from detectron2.data.datasets.cityscapes import load_cityscapes_instances
 from detectron2.data.datasets.cityscapes_panoptic import load_cityscapes_panoptic
 from detectron2.data.datasets.coco_panoptic import load_coco_panoptic_json
 
-from mask2former import add_maskformer2_config
 from mask2former.data.dataset_mappers import (
     DATASET_MAPPERS,
     ColorAugSSDTransform,
     build_dataset_mapper,
 )
-from mask2former.data.dataset_mappers.common import rgb_to_id
-from mask2former.data.datasets.panoptic import load_panoptic_json
+from mask2former.data.datasets.panoptic import load_panoptic_json, rgb2id
 from mask2former.data.datasets.register_ade20k_panoptic import get_ade20k_panoptic_metadata
 
-from helpers import COCO_SAMPLE
+from helpers import COCO_SAMPLE, make_cfg
 
 _TEST_DATASET = "_test_mappers_meta"  # only metadata (ignore_label) is looked up by the mappers
 
@@ -42,8 +39,7 @@ def _id2rgb(ids: np.ndarray) -> np.ndarray:
 
 
 def _cfg(mapper, *, crop=(48, 48), pad=64, lsj_size=64):
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
+    cfg = make_cfg()
     if _TEST_DATASET not in MetadataCatalog.list():
         MetadataCatalog.get(_TEST_DATASET).set(ignore_label=255)
     cfg.DATASETS.TRAIN = (_TEST_DATASET,)
@@ -117,7 +113,7 @@ def coco_instance_dicts():
 
 def _expected_segments(d, contiguous=True):
     """(class, pixel count) of the non-crowd segments of a COCO panoptic dict, at full size."""
-    pan = rgb_to_id(np.asarray(Image.open(d["pan_seg_file_name"]).convert("RGB")))
+    pan = rgb2id(np.asarray(Image.open(d["pan_seg_file_name"]).convert("RGB")))
     return {
         s["id"]: (s["category_id"], int((pan == s["id"]).sum()))
         for s in d["segments_info"]

@@ -13,17 +13,19 @@ from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES
 
 from mask2former.data.datasets import DatasetNotFoundError, register_all, register_dataset
 from mask2former.data.datasets.testing import registered_at, unregister
+from mask2former.data.datasets.ytvis import YTVIS_SPLITS
 
 import helpers
 
-COCO_SAMPLE = Path(helpers.COCO_SAMPLE)
+COCO_SAMPLE = Path(helpers.COCO_SAMPLE)  # the repository copy
 
 OURS = {
-    # name: (evaluator_type, #stuff_classes, #thing_classes, ignore_label)
-    "coco_2017_{}_panoptic_with_sem_seg": ("coco_panoptic_seg", 133, 80, 255),
-    "ade20k_panoptic_{}": ("ade20k_panoptic_seg", 150, 100, 255),
-    "mapillary_vistas_panoptic_{}": ("mapillary_vistas_panoptic_seg", 65, 37, 65),
-    "ade20k_instance_{}": ("coco", None, 100, None),
+    # name: (evaluator_type, #stuff_classes, (#thing_classes, #thing ids), ignore_label)
+    "coco_2017_{}_panoptic_with_sem_seg": ("coco_panoptic_seg", 133, (80, 80), 255),
+    "ade20k_panoptic_{}": ("ade20k_panoptic_seg", 150, (100, 100), 255),
+    # as in the original: thing_classes names all 65 classes, 37 of them have instances
+    "mapillary_vistas_panoptic_{}": ("mapillary_vistas_panoptic_seg", 65, (65, 37), 65),
+    "ade20k_instance_{}": ("coco", None, (100, 100), None),
     "ade20k_full_sem_seg_{}": ("sem_seg", 847, None, 65535),
     "mapillary_vistas_sem_seg_{}": ("sem_seg", 65, None, 65),
 }
@@ -40,10 +42,24 @@ def test_registered_metadata(pattern, split):
     if n_stuff is not None:
         assert len(meta.stuff_classes) == n_stuff == len(meta.stuff_colors)
     if n_thing is not None:
-        assert len(meta.thing_classes) == n_thing == len(meta.thing_colors)
-        assert len(meta.thing_dataset_id_to_contiguous_id) == n_thing
+        n_thing_classes, n_thing_ids = n_thing
+        assert len(meta.thing_classes) == n_thing_classes == len(meta.thing_colors)
+        assert len(meta.thing_dataset_id_to_contiguous_id) == n_thing_ids
     if ignore is not None:
         assert meta.ignore_label == ignore
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_ade20k_full_has_the_original_class_list(split):
+    """Real names and id maps of MaskFormer v1's ADE20K-full (847 classes), not placeholders."""
+    meta = MetadataCatalog.get(f"ade20k_full_sem_seg_{split}")
+    names = meta.stuff_classes
+    assert len(names) == 847 and len(set(names)) == 847
+    assert names[:3] == ["wall", "building, edifice", "sky"]
+    assert names[-1] == "adding machine, totalizer, totaliser"
+    ids = meta.stuff_dataset_id_to_contiguous_id
+    assert sorted(ids.values()) == list(range(847))
+    assert ids[2978] == 0 and ids[3148] == 846  # ADE20K ids of "wall" and the last class
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
@@ -67,7 +83,10 @@ def test_panoptic_id_maps_index_full_class_list(name):
     assert sorted(stuff_map.values()) == list(range(len(meta.stuff_classes)))
     for dataset_id, contiguous in thing_map.items():
         assert stuff_map[dataset_id] == contiguous  # thing ids index into the full list
-    assert [meta.stuff_classes[i] for i in sorted(thing_map.values())] == meta.thing_classes
+    if name.startswith("mapillary"):  # thing_classes lists all classes (see test_dataset_facts)
+        assert meta.thing_classes == meta.stuff_classes
+    else:
+        assert [meta.stuff_classes[i] for i in sorted(thing_map.values())] == meta.thing_classes
 
 
 def test_coco_panoptic_classes_match_the_real_category_file():
@@ -134,6 +153,7 @@ ALL_SPLITS = [
     "mapillary_vistas_sem_seg_val",
     "mapillary_vistas_panoptic_train",
     "mapillary_vistas_panoptic_val",
+    *sorted(YTVIS_SPLITS),  # video (SPEC §9)
 ]
 
 

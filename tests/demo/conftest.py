@@ -85,12 +85,15 @@ def fake_config(tmp_path_factory):
             thing_colors=[[220, 20, 60], [0, 0, 230]],
             thing_dataset_id_to_contiguous_id={3: 2, 4: 3},
         )
-    path = tmp_path_factory.mktemp("cfg") / "fake.yaml"
+    folder = tmp_path_factory.mktemp("cfg")
+    path = folder / "fake.yaml"
+    weights = folder / "fake_trained.pth"  # the demo refuses to run without trained weights
+    torch.save({"model": {"dummy": torch.zeros(1)}}, weights)
     path.write_text(
         "MODEL:\n"
         f"  META_ARCHITECTURE: {FAKE_ARCH}\n"
         "  DEVICE: cpu\n"
-        "  WEIGHTS: ''\n"
+        f"  WEIGHTS: '{weights}'\n"
         "  SEM_SEG_HEAD:\n"
         "    NUM_CLASSES: 4\n"
         "DATASETS:\n"

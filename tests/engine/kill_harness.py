@@ -18,22 +18,14 @@ from typing import List, Optional
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(HERE))  # tests/ (for helpers) when run as a script
 
+from helpers import QUICKSTART_CONFIG, TINY_QUICKSTART_OPTS  # noqa: E402
+from helpers import REPO as ROOT  # noqa: E402
 from mask2former.checkpoint import is_intact_checkpoint  # noqa: E402
 
 LAUNCHER = os.path.join(HERE, "train_launcher.py")
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "synthetic_panoptic.yaml")
-
-TINY_OPTS = [
-    "SOLVER.IMS_PER_BATCH", "1", "DATALOADER.NUM_WORKERS", "0", "INPUT.IMAGE_SIZE", "64",
-    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.MASK_DIM", "32",
-    "MODEL.MASK_FORMER.HIDDEN_DIM", "32", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "4",
-    "MODEL.MASK_FORMER.DEC_LAYERS", "2", "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", "1",
-    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", "64", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256",
-    "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
-]
+CONFIG, TINY_OPTS = QUICKSTART_CONFIG, TINY_QUICKSTART_OPTS
 
 
 def make_dataset(root: str) -> str:

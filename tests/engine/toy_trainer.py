@@ -6,10 +6,9 @@ subprocess can import it)."""
 import itertools
 
 import torch
-from detectron2.config import get_cfg
-
-from mask2former import add_maskformer2_config
 from mask2former.engine import Trainer
+
+from helpers import make_cfg
 
 
 class ToyModel(torch.nn.Module):
@@ -49,8 +48,7 @@ def make_toy_trainer(tmp_path, *, max_iter=6, period=2, bad_at=(), action="stop"
                      check_gradients=True, step_trainer_cls=None):
     """A `Trainer` on `ToyModel` and `toy_loader(bad_at)`; ``step_trainer_cls`` replaces the inner
     step trainer (a SimpleTrainer subclass built as ``cls(model, data_loader, optimizer)``)."""
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
+    cfg = make_cfg()
     cfg.OUTPUT_DIR = str(tmp_path)
     cfg.SOLVER.MAX_ITER = max_iter
     cfg.SOLVER.CHECKPOINT_PERIOD = period

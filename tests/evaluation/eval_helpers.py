@@ -21,8 +21,10 @@ from mask2former.data.datasets.panoptic import (
 )
 from mask2former.data.datasets.testing import registered_at, unregister  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[2]
-COCO_SAMPLE = REPO.parent / "shared" / "data" / "coco_panoptic_sample"
+import helpers
+
+REPO = Path(helpers.REPO)
+COCO_SAMPLE = Path(helpers.COCO_SAMPLE)  # the repository copy (datasets/samples/README.md)
 
 
 def read_pan_ids(path):
@@ -37,6 +39,25 @@ def gt_panoptic_output(record):
         for s in record["segments_info"]
     ]
     return torch.as_tensor(ids.astype(np.int32)), info
+
+
+def edited_panoptic_output(record, drop=(), merge=None, relabel=None):
+    """``gt_panoptic_output`` of the record with known errors, for hand-computed PQ:
+
+    - ``drop``: segment ids whose pixels become 0 (unlabelled) and whose info is removed;
+    - ``merge``: {segment id: other segment id}: the first segment's pixels join the second;
+    - ``relabel``: {segment id: contiguous category id}.
+    """
+    ids, info = gt_panoptic_output(record)
+    merge, relabel = merge or {}, relabel or {}
+    for src, dst in merge.items():
+        ids[ids == src] = dst
+    for seg_id in drop:
+        ids[ids == seg_id] = 0
+    gone = set(drop) | set(merge)
+    info = [dict(s, category_id=relabel.get(s["id"], s["category_id"])) for s in info
+            if s["id"] not in gone]
+    return ids, info
 
 
 def gt_sem_seg_output(sem_seg, num_classes):

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from mask2former.layers import MSDeformAttn, available_backends, ms_deform_attn
-from mask2former.layers.ms_deform_attn import ms_deform_attn_pytorch
 
 from helpers import REPO as ROOT
 

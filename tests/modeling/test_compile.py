@@ -12,22 +12,19 @@ import pytest
 import torch
 import torch._dynamo as dynamo
 
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from mask2former import add_maskformer2_config
 from mask2former.layers import MSDeformAttn, available_backends
 
 from helpers import REPO as ROOT
+from helpers import make_cfg
 
 SMALL_CONFIG = os.path.join(ROOT, "tests", "modeling", "backbone", "small_swin_maskformer.yaml")
 
 
 @pytest.fixture(scope="module")
 def model():
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(SMALL_CONFIG)
+    cfg = make_cfg(SMALL_CONFIG)
     torch.manual_seed(0)
     return build_model(cfg).eval()
 

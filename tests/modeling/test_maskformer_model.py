@@ -1,14 +1,12 @@
-"""The MaskFormer meta-architecture: training losses, inference outputs, released checkpoints."""
+"""The MaskFormer meta-architecture: training losses, inference outputs.
+
+(Released checkpoints: tests/checkpoint/test_released_checkpoint.py.)"""
 
 import math
-import os
-import pickle
 
-import numpy as np
 import pytest
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
@@ -122,32 +120,6 @@ def test_maskformer_v1_inference():
         res = model([{"image": _image(64, 64, 5)}])[0]
     assert res["sem_seg"].shape == (133, 64, 64)
     assert res["panoptic_seg"][0].shape == (64, 64)
-
-
-def test_released_pkl_checkpoint_loads(coco_r50_model, tmp_path):
-    """A Detectron2 model-zoo pickle ({"model": numpy arrays, "__author__"}) loads exactly."""
-    g = torch.Generator().manual_seed(0)
-    weights = {
-        k: (
-            torch.randn(v.shape, generator=g).to(v.dtype) if v.is_floating_point() else v.clone()
-        ).numpy()
-        for k, v in coco_r50_model.state_dict().items()
-    }
-    path = os.path.join(tmp_path, "model_final_test.pkl")
-    with open(path, "wb") as f:
-        pickle.dump({"model": weights, "__author__": "Mask2Former test"}, f)
-
-    torch.manual_seed(1)
-    fresh = build_model(make_cfg(COCO_R50))
-    checkpointer = DetectionCheckpointer(fresh)
-    incompatible = checkpointer._load_model(checkpointer._load_file(path))
-    assert not incompatible.missing_keys
-    assert not incompatible.unexpected_keys
-    assert not incompatible.incorrect_shapes
-    for k, v in fresh.state_dict().items():
-        assert np.array_equal(v.numpy(), weights[k]), k
-    # the public API too
-    DetectionCheckpointer(build_model(make_cfg(COCO_R50))).load(path)
 
 
 def test_position_encoding_formula():

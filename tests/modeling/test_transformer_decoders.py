@@ -4,7 +4,7 @@ import torch
 
 from mask2former.modeling.transformer_decoder import (
     MultiScaleMaskedTransformerDecoder,
-    StandardTransformerDecoder,
+    TransformerPredictor,
 )
 from mask2former.modeling.transformer_decoder.mask2former_transformer_decoder import (
     attention_mask_from_logits,
@@ -52,9 +52,9 @@ def test_masked_decoder_shapes_pre_norm():
     assert torch.isfinite(out["pred_masks"]).all()
 
 
-def test_standard_decoder_with_encoder_and_padding_mask():
+def test_v1_predictor_with_encoder_and_padding_mask():
     torch.manual_seed(0)
-    dec = StandardTransformerDecoder(
+    dec = TransformerPredictor(
         in_channels=32,
         num_classes=3,
         hidden_dim=16,

@@ -13,7 +13,6 @@ import torch
 
 from helpers import REPO, load_script
 
-from mask2former.layers import available_backends
 
 CONFIG = os.path.join(REPO, "configs", "coco", "panoptic", "r50.yaml")
 STAGES = ("preprocess", "backbone", "pixel_decoder", "transformer_dec", "postprocess")
@@ -26,7 +25,7 @@ def _tool():
 
 
 def test_smoke_run_all_backends(capsys):
-    backends = ["pytorch"] + (["native"] if "native-cpu" in available_backends() else [])
+    backends = ["pytorch", "native"]
     times = _tool().main(
         ["--config-file", CONFIG, "--size", "64x64", "--batch-size", "1", "--warmup", "1",
          "--iters", "2", "--backend", *backends, "--opts", *SHALLOW]
@@ -82,3 +81,28 @@ def test_mixed_sizes_are_accumulated(capsys):
 def test_rejects_bad_size():
     with pytest.raises(SystemExit):
         _tool().get_parser().parse_args(["--config-file", CONFIG, "--size", "512"])
+
+
+def test_video_frames_smoke_run(capsys):
+    """--video-frames: one clip per call for each T; longer clips than --window-size: windowed."""
+    from helpers import TINY_VIDEO_OPTS, config_path
+
+    times = _tool().main(
+        ["--config-file", config_path("youtubevis_2019/r50.yaml"), "--size", "64x64",
+         "--video-frames", "2", "3", "--window-size", "2", "--warmup", "1", "--iters", "1",
+         "--backend", "pytorch", "--opts", *TINY_VIDEO_OPTS]
+    )
+    out = capsys.readouterr().out
+    assert set(times) == {2, 3}
+    assert "clip of 2 frames of 64x64 (all frames at once)" in out
+    assert "clip of 3 frames of 64x64 (windows of 2)" in out
+    assert "10 tracks x 3 frames" in out
+    rows = re.findall(r"T=(\d+) .* ([\d.]+) s/frame +peak ([\d.]+) MiB", out)
+    assert [int(r[0]) for r in rows] == [2, 3]
+    for t in (2, 3):
+        assert times[t]["pytorch"]["total"][0] > 0 and times[t]["pytorch"]["peak_total"] > 0
+
+
+def test_video_frames_needs_a_video_config():
+    with pytest.raises(SystemExit, match="video config"):
+        _tool().main(["--config-file", CONFIG, "--video-frames", "2", "--opts", *SHALLOW])

@@ -10,14 +10,12 @@ import sys
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from mask2former import add_maskformer2_config
 from mask2former.modeling.backbone.swin import relative_position_index
 
 from helpers import REPO as ROOT
-from helpers import STATE_DICT_DIR
+from helpers import STATE_DICT_DIR, make_cfg
 
 TOOL = os.path.join(ROOT, "tools", "convert-pretrained-swin-model-to-d2.py")
 LISTING = os.path.join(STATE_DICT_DIR, "coco_panoptic_swin_t.json")
@@ -53,11 +51,7 @@ def official_swin_t_state_dict():
 
 
 def swin_t_cfg():
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", "coco", "panoptic", "swin_t.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
+    return make_cfg("coco/panoptic/swin_t.yaml")
 
 
 class _RecordingCheckpointer(DetectionCheckpointer):

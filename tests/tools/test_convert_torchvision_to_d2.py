@@ -7,13 +7,11 @@ import numpy as np
 import torch
 import torchvision
 
-from helpers import REPO, load_script
+from helpers import load_script, make_cfg
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from mask2former import add_maskformer2_config
 
 
 
@@ -36,10 +34,7 @@ def test_resnet50_converts_and_loads_into_backbone(tmp_path):
     assert all(isinstance(v, np.ndarray) for v in converted.values())
     assert not any(k.startswith("fc.") or "num_batches_tracked" in k for k in converted)
 
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "coco", "panoptic", "r50.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
+    cfg = make_cfg("coco/panoptic/r50.yaml")
     model = build_model(cfg)
     backbone_keys = {k for k in model.state_dict() if k.startswith("backbone.")}
     # every backbone tensor has a converted counterpart, and nothing else is converted

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mask2former.layers.ms_deform_attn import extension_loaded
 from mask2former.utils import allocator
 from mask2former.utils.allocator import (
     cpu_caching_allocator,
@@ -18,7 +17,6 @@ from mask2former.utils.allocator import (
     empty_cpu_cache,
 )
 
-needs_ext = pytest.mark.skipif(not extension_loaded(), reason="mask2former._C is not built")
 MiB = 2**20
 
 
@@ -32,7 +30,6 @@ def _big_temporary():
     torch.empty(64 * MiB // 4).fill_(1.0)  # a 64 MiB temporary, filled and freed
 
 
-@needs_ext
 def test_freed_large_blocks_are_reused_without_page_faults():
     pages = 64 * MiB // 4096
     assert not cpu_caching_allocator_stats()["enabled"]
@@ -51,7 +48,6 @@ def test_freed_large_blocks_are_reused_without_page_faults():
     assert cpu_caching_allocator_stats()["misses"] == after["misses"]
 
 
-@needs_ext
 def test_small_blocks_bypass_the_cache_and_the_limit_is_kept():
     with cpu_caching_allocator(max_cached_bytes=40 * MiB, min_block_bytes=MiB):
         start = cpu_caching_allocator_stats()
@@ -67,7 +63,6 @@ def test_small_blocks_bypass_the_cache_and_the_limit_is_kept():
         assert small.sum().item() == 1000
 
 
-@needs_ext
 def test_results_are_unchanged_including_onednn_scratch_memory():
     """oneDNN convolutions allocate their scratch memory through the raw allocator interface."""
     torch.manual_seed(0)

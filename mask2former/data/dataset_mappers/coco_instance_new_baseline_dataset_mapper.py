@@ -8,10 +8,9 @@ import torch
 
 from detectron2.config import configurable
 from detectron2.data import transforms as T
-from detectron2.structures import Boxes
+from detectron2.structures import BitMasks
 
 from .common import augmented_instance_annotations, build_lsj_augmentations, make_instances
-from .common import masks_to_boxes
 
 __all__ = ["COCOInstanceNewBaselineDatasetMapper"]
 
@@ -56,9 +55,7 @@ class COCOInstanceNewBaselineDatasetMapper:
         instances = make_instances(
             shape, [annos[i]["category_id"] for i in keep], [masks[i] for i in keep]
         )
-        instances.gt_boxes = (
-            masks_to_boxes(instances.gt_masks) if keep else Boxes(torch.zeros(0, 4))
-        )
+        instances.gt_boxes = BitMasks(instances.gt_masks).get_bounding_boxes()
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         dataset_dict["instances"] = instances
         return dataset_dict

@@ -7,11 +7,12 @@ import torch
 
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from detectron2.structures import Boxes
+from detectron2.structures import BitMasks
 
-from ..robust_loading import read_image  # robust: 16-bit, RGBA, bad files
+from ..robust_loading import read_image, read_label_map  # robust: 16-bit, RGBA, bad files
 from .coco_instance_new_baseline_dataset_mapper import COCOInstanceNewBaselineDatasetMapper
-from .common import masks_to_boxes, panoptic_to_instances, rgb_to_id
+from ..datasets.panoptic import rgb2id
+from .common import panoptic_to_instances
 
 __all__ = ["COCOPanopticNewBaselineDatasetMapper"]
 
@@ -36,13 +37,11 @@ class COCOPanopticNewBaselineDatasetMapper(COCOInstanceNewBaselineDatasetMapper)
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
         pan_file = dataset_dict.pop("pan_seg_file_name")
-        pan_rgb = read_image(pan_file, "RGB")
+        pan_rgb = read_label_map(pan_file, image, dataset_dict["file_name"], "RGB")
         # FixedSizeCrop pads segmentations with 255 → id 0xFFFFFF, which is no segment id
-        pan_seg = rgb_to_id(transforms.apply_segmentation(pan_rgb))
+        pan_seg = rgb2id(transforms.apply_segmentation(pan_rgb))
         instances = panoptic_to_instances(pan_seg, dataset_dict.pop("segments_info"), pan_file)
-        instances.gt_boxes = (
-            masks_to_boxes(instances.gt_masks) if len(instances) else Boxes(torch.zeros(0, 4))
-        )
+        instances.gt_boxes = BitMasks(instances.gt_masks).get_bounding_boxes()
         dataset_dict["image"] = torch.as_tensor(
             np.ascontiguousarray(aug_input.image.transpose(2, 0, 1))
         )

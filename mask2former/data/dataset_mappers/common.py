@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from detectron2.structures import BitMasks, Instances, polygons_to_bitmask
+from detectron2.structures import Instances, polygons_to_bitmask
 
 from ..robust_loading import read_image  # robust: 16-bit, RGBA, bad files
 from .color_augmentation import ColorAugSSD
@@ -28,9 +28,7 @@ __all__ = [
     "panoptic_to_instances",
     "annotation_masks",
     "mask_transforms",
-    "rgb_to_id",
     "dataset_ignore_label",
-    "masks_to_boxes",
 ]
 
 # Pixel value used for padded image regions (the original mappers' choice).
@@ -191,12 +189,6 @@ def panoptic_to_instances(
     return make_instances(pan_seg.shape, classes, masks)
 
 
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """COCO panoptic RGB encoding → segment ids: R + 256 G + 256² B ([H, W, 3] → [H, W] int64)."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
-
-
 def mask_transforms(transforms: T.TransformList) -> T.TransformList:
     """The same geometric transforms, but padding binary masks with 0 (not the seg value 255)."""
     out = []
@@ -227,11 +219,6 @@ def annotation_masks(annos: Sequence[dict], image_shape) -> List[np.ndarray]:
                 "(list), COCO RLE (dict) or a binary mask (ndarray)"
             )
     return masks
-
-
-def masks_to_boxes(masks: torch.Tensor):
-    """XYXY boxes [G, 4] of [G, H, W] masks (zeros for empty masks)."""
-    return BitMasks(masks).get_bounding_boxes()
 
 
 def augmented_instance_annotations(dataset_dict: dict, augmentations, image_format: str, mapper: str):

@@ -5,11 +5,11 @@ import copy
 import numpy as np
 import torch
 
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from ..robust_loading import read_image  # robust: 16-bit, RGBA, bad files
-from .common import pad_to_fixed_size, panoptic_to_instances, rgb_to_id
+from ..robust_loading import read_label_map  # robust: 16-bit, RGBA, bad files
+from ..datasets.panoptic import rgb2id
+from .common import pad_to_fixed_size, panoptic_to_instances
 from .mask_former_semantic_dataset_mapper import MaskFormerSemanticDatasetMapper
 
 __all__ = ["MaskFormerPanopticDatasetMapper"]
@@ -33,13 +33,13 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
             )
         image, sem_seg = self._read(dataset_dict)
         pan_file = dataset_dict.pop("pan_seg_file_name")
-        pan_seg = read_image(pan_file, "RGB")
+        pan_seg = read_label_map(pan_file, image, dataset_dict["file_name"], "RGB")
         segments_info = dataset_dict.pop("segments_info")
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         transforms = self.augmentations(aug_input)
         # nearest resizing of the uint8 RGB encoding is exact; decode ids afterwards
-        pan_seg = rgb_to_id(transforms.apply_segmentation(pan_seg))
+        pan_seg = rgb2id(transforms.apply_segmentation(pan_seg))
 
         image_t = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
         sem_t = None if sem_seg is None else torch.as_tensor(aug_input.sem_seg.astype("long"))

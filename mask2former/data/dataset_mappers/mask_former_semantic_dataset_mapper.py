@@ -10,7 +10,7 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from ..robust_loading import read_image  # robust: 16-bit, RGBA, bad files
+from ..robust_loading import read_image, read_label_map  # robust: 16-bit, RGBA, bad files
 from .common import (
     build_resize_crop_flip_augmentations,
     dataset_ignore_label,
@@ -68,7 +68,9 @@ class MaskFormerSemanticDatasetMapper:
         sem_seg = None
         if "sem_seg_file_name" in dataset_dict:
             # float64 keeps 8- and 16-bit label maps exact through nearest resizing
-            sem_seg = read_image(dataset_dict.pop("sem_seg_file_name")).astype("double")
+            sem_seg = read_label_map(
+                dataset_dict.pop("sem_seg_file_name"), image, dataset_dict["file_name"]
+            ).astype("double")
         return image, sem_seg
 
     def __call__(self, dataset_dict):

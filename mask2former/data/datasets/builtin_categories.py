@@ -5,14 +5,18 @@ Provenance (see also datasets/README.md):
   (identical to panopticapi's ``panoptic_coco_categories.json``; a test checks this).
 * ADE20K-150 names: Detectron2's ``ADE20K_SEM_SEG_CATEGORIES`` (the released models' order).
   Thing flags: the 100 ADE20K instance classes below. Colours: the standard ADE20K palette
-  (visualisation only).
+  (the one the original Mask2Former registers for ADE20K, also as the ``stuff_colors`` of
+  Detectron2's ``ade20k_sem_seg_*``; visualisation only).
 * ADE20K instance (100 classes): ids are 0-based ADE20K-150 indices, written from knowledge
   of the released ``ade20k_instance_*.json`` files (each id is checked against the ADE-150 name).
 * Mapillary Vistas v1.2 (65 classes + "unlabeled"): names, colours and instance flags written
   from knowledge of the dataset's ``config_v1.2.json`` (37 thing classes).
 * COCO-Stuff (171 classes): the 80 COCO things + 91 COCO-Stuff stuff names. Thing colours from
   COCO; stuff colours are generated deterministically (visualisation only, not the originals).
-* ADE20K-full (847 classes): the class names are NOT embedded; see ``ade20k_full_classes``.
+* ADE20K-full (847 classes): names, ADE20K dataset ids and contiguous train ids of the original
+  MaskFormer's ``ADE20K_SEM_SEG_FULL_CATEGORIES``, kept as data in
+  ``ade20k_full_categories.json`` beside this module (copied from the project's spec folder,
+  ``spec/original/ade20k_full_categories.json``). Colours are generated (visualisation only).
 """
 
 import colorsys
@@ -29,7 +33,7 @@ __all__ = [
     "MAPILLARY_VISTAS_CATEGORIES",
     "COCO_STUFF_171_CATEGORIES",
     "ADE20K_FULL_NUM_CLASSES",
-    "ade20k_full_classes",
+    "ADE20K_FULL_CATEGORIES",
     "generated_colors",
 ]
 
@@ -83,7 +87,7 @@ _ADE20K_INSTANCE = [
     (27, "mirror"), (30, "armchair"), (31, "seat"), (32, "fence"), (33, "desk"), (35, "wardrobe"),
     (36, "lamp"), (37, "bathtub"), (38, "railing"), (39, "cushion"), (41, "box"), (42, "column"),
     (43, "signboard"), (44, "chest of drawers"), (45, "counter"), (47, "sink"), (49, "fireplace"),
-    (50, "refrigerator"), (53, "stairway"), (55, "case"), (56, "pool table"), (57, "pillow"),
+    (50, "refrigerator"), (53, "stairs"), (55, "case"), (56, "pool table"), (57, "pillow"),
     (58, "screen door"), (62, "bookcase"), (64, "coffee table"), (65, "toilet"), (66, "flower"),
     (67, "book"), (69, "bench"), (70, "countertop"), (71, "stove"), (72, "palm"),
     (73, "kitchen island"), (74, "computer"), (75, "swivel chair"), (76, "boat"),
@@ -213,24 +217,25 @@ COCO_STUFF_171_CATEGORIES = [
 ]
 
 ADE20K_FULL_NUM_CLASSES = 847
-ADE20K_FULL_CLASSES_FILE = "ade20k_full_classes.json"
+_ADE20K_FULL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                 "ade20k_full_categories.json")
 
 
-def ade20k_full_classes(dataset_dir: str) -> List[str]:
-    """The 847 ADE20K-full class names.
-
-    The names are read from ``<dataset_dir>/ade20k_full_classes.json`` (a JSON list of 847
-    strings in contiguous-id order) when that file exists. Otherwise **placeholder** names
-    ``"ade20k_full_class_000"``... are returned: the class *count and order* (what a model
-    needs) are right, but the names are not the real ones (they are not embedded here).
-    """
-    path = os.path.join(dataset_dir, ADE20K_FULL_CLASSES_FILE)
-    if os.path.isfile(path):
+def _load_ade20k_full_categories(path: str = _ADE20K_FULL_FILE) -> List[dict]:
+    """The 847 ADE20K-full classes as ``{"name", "id", "trainId"}`` in train-id order."""
+    try:
         with open(path) as f:
-            names = json.load(f)
-        if len(names) != ADE20K_FULL_NUM_CLASSES:
-            raise ValueError(
-                f"{path} lists {len(names)} names, expected {ADE20K_FULL_NUM_CLASSES}."
-            )
-        return [str(n) for n in names]
-    return [f"ade20k_full_class_{i:03d}" for i in range(ADE20K_FULL_NUM_CLASSES)]
+            cats = json.load(f)
+    except OSError as e:
+        raise FileNotFoundError(
+            f"{path} (the ADE20K-full class list, package data of mask2former) is missing: "
+            "reinstall the package or restore the file from the repository"
+        ) from e
+    if len(cats) != ADE20K_FULL_NUM_CLASSES or [c["trainId"] for c in cats] != list(
+        range(ADE20K_FULL_NUM_CLASSES)
+    ):
+        raise ValueError(f"{path}: expected {ADE20K_FULL_NUM_CLASSES} classes with trainId 0..846")
+    return [{"name": c["name"], "id": int(c["id"]), "trainId": int(c["trainId"])} for c in cats]
+
+
+ADE20K_FULL_CATEGORIES = _load_ade20k_full_categories()

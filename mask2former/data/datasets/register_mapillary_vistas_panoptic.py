@@ -14,7 +14,18 @@ __all__ = ["get_mapillary_vistas_panoptic_metadata", "register_all_mapillary_vis
 
 
 def get_mapillary_vistas_panoptic_metadata():
-    return panoptic_metadata(MAPILLARY_VISTAS_CATEGORIES)
+    """Metadata of the 65 classes, as the original Mask2Former registers it.
+
+    Unlike COCO / ADE20K panoptic, ``thing_classes`` / ``thing_colors`` list **all 65** classes
+    (equal to ``stuff_classes`` / ``stuff_colors``), while ``thing_dataset_id_to_contiguous_id``
+    maps only the 37 classes with instances. Thing segments carry contiguous ids over all 65
+    classes, and Detectron2's Visualizer looks those ids up in ``thing_classes`` directly, so
+    this list labels every thing correctly.
+    """
+    meta = panoptic_metadata(MAPILLARY_VISTAS_CATEGORIES)
+    meta["thing_classes"] = list(meta["stuff_classes"])
+    meta["thing_colors"] = [list(c) for c in meta["stuff_colors"]]
+    return meta
 
 
 def register_all_mapillary_vistas_panoptic(root):

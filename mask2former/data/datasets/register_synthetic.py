@@ -5,6 +5,9 @@
   COCOEvaluator / InstanceSegEvaluator all work (evaluator_type ``coco_panoptic_seg``).
 * ``synthetic_instance_{train,val}``: COCO instance dicts of the 4 thing classes (evaluator ``coco``).
 * ``synthetic_sem_seg_{train,val}``: semantic dicts over all 7 classes (evaluator ``sem_seg``).
+
+and the generated *video* dataset of :mod:`mask2former.data.synthetic_video` as
+``synthetic_ytvis_{train,val}`` (YouTube-VIS format, the 4 thing classes, evaluator ``ytvis``).
 """
 
 import os
@@ -18,7 +21,14 @@ from ._common import (
 )
 from .register_coco_panoptic_annos_semseg import register_coco_panoptic_annos_sem_seg
 
-__all__ = ["get_synthetic_metadata", "register_synthetic", "synthetic_dir"]
+__all__ = [
+    "get_synthetic_metadata",
+    "register_synthetic",
+    "synthetic_dir",
+    "register_synthetic_ytvis",
+    "synthetic_ytvis_dir",
+    "SYNTHETIC_YTVIS_SPLITS",
+]
 
 
 def _categories():
@@ -86,5 +96,38 @@ def register_synthetic(root: str = None) -> None:
                 "evaluator_type": "sem_seg",
                 "ignore_label": 255,
             },
+            overwrite=True,
+        )
+
+
+# split -> (image root, JSON) relative to synthetic_ytvis_dir(root), as in ytvis_2019/
+SYNTHETIC_YTVIS_SPLITS = {
+    "train": ("train/JPEGImages", "train.json"),
+    "val": ("valid/JPEGImages", "valid.json"),
+}
+
+
+def synthetic_ytvis_dir(root: str) -> str:
+    """``root/synthetic_ytvis`` (``root`` is the datasets root the video generator was given)."""
+    return os.path.join(root, "synthetic_ytvis")
+
+
+def register_synthetic_ytvis(root: str = None) -> None:
+    """Register ``synthetic_ytvis_{train,val}`` found under ``root/synthetic_ytvis``.
+
+    ``root`` defaults to ``$DETECTRON2_DATASETS`` (or ``datasets``); another root re-registers
+    the names there, the same root is a no-op.
+    """
+    from ..synthetic import SYNTHETIC_CATEGORIES
+    from .ytvis import register_ytvis_instances, ytvis_metadata
+
+    d = synthetic_ytvis_dir(get_datasets_root() if root is None else root)
+    meta = ytvis_metadata([c for c in SYNTHETIC_CATEGORIES if c["isthing"]])
+    for split, (image_root, json_file) in SYNTHETIC_YTVIS_SPLITS.items():
+        register_ytvis_instances(
+            f"synthetic_ytvis_{split}",
+            meta,
+            os.path.join(d, json_file),
+            os.path.join(d, image_root),
             overwrite=True,
         )

@@ -36,7 +36,7 @@ def registered_at(names: Iterable[str], register_fn: Callable[[str], None], root
     again under the default root (``$DETECTRON2_DATASETS``)."""
     from ._common import get_datasets_root
 
-    from .builtin_checks import add_path_checks_to_builtin_datasets
+    from .builtin_checks import add_missing_builtin_metadata, add_path_checks_to_builtin_datasets
 
     names = list(names)
     default_root = get_datasets_root()  # captured now: the body may change the environment
@@ -44,6 +44,7 @@ def registered_at(names: Iterable[str], register_fn: Callable[[str], None], root
         unregister(n)
     register_fn(str(root))
     add_path_checks_to_builtin_datasets()
+    add_missing_builtin_metadata()
     try:
         yield
     finally:
@@ -51,6 +52,7 @@ def registered_at(names: Iterable[str], register_fn: Callable[[str], None], root
             unregister(n)
         register_fn(default_root)
         add_path_checks_to_builtin_datasets()
+        add_missing_builtin_metadata()
 
 
 def _rects(rng, h, w, n, min_size=10, max_size=24):

@@ -1,4 +1,9 @@
-"""The ``MaskFormer`` meta-architecture (META_ARCH_REGISTRY) of Mask2Former and MaskFormer v1."""
+"""The ``MaskFormer`` meta-architecture (META_ARCH_REGISTRY) of Mask2Former and MaskFormer v1.
+
+Both variants share it; MaskFormer v1 differs only through its config: its predictor and
+pixel decoder, the dense focal loss (MASK_LOSS_TYPE "focal", TRAIN_NUM_POINTS 0), no instance
+output, and its panoptic rule (TEST.PANOPTIC_SEGMENT_WITHIN_MASK False).
+"""
 
 from typing import Dict, List, Tuple
 
@@ -25,18 +30,24 @@ from ..postprocessing import (
 __all__ = ["MaskFormer", "build_criterion"]
 
 
-def build_criterion(cfg, num_classes: int) -> SetCriterion:
-    """The training criterion of ``cfg`` (Hungarian matcher + weighted CE / BCE / dice losses).
+def build_criterion(
+    cfg, num_classes: int, matcher_class=HungarianMatcher, criterion_class=SetCriterion
+) -> SetCriterion:
+    """The training criterion of ``cfg`` (Hungarian matcher + weighted CE / mask / dice losses).
 
-    With DEEP_SUPERVISION the weights are repeated for the ``DEC_LAYERS - 1`` auxiliary outputs
-    (``loss_ce_0`` ... ``loss_dice_{DEC_LAYERS-2}``).
+    The mask loss is BCE on sampled points (Mask2Former) or, with MASK_LOSS_TYPE "focal" and
+    TRAIN_NUM_POINTS 0, MaskFormer v1's dense focal loss. With DEEP_SUPERVISION the weights are
+    repeated for the ``DEC_LAYERS - 1`` auxiliary outputs (``loss_ce_0`` ...
+    ``loss_dice_{DEC_LAYERS-2}``). ``matcher_class`` / ``criterion_class``: the image ones, or
+    their video subclasses.
     """
     mf = cfg.MODEL.MASK_FORMER
-    matcher = HungarianMatcher(
+    matcher = matcher_class(
         cost_class=mf.CLASS_WEIGHT,
         cost_mask=mf.MASK_WEIGHT,
         cost_dice=mf.DICE_WEIGHT,
         num_points=mf.TRAIN_NUM_POINTS,
+        mask_cost=mf.MASK_LOSS_TYPE,
     )
     weight_dict = {
         "loss_ce": mf.CLASS_WEIGHT,
@@ -48,7 +59,7 @@ def build_criterion(cfg, num_classes: int) -> SetCriterion:
         for i in range(mf.DEC_LAYERS - 1):
             aux.update({f"{k}_{i}": v for k, v in weight_dict.items()})
         weight_dict.update(aux)
-    return SetCriterion(
+    return criterion_class(
         num_classes,
         matcher=matcher,
         weight_dict=weight_dict,
@@ -57,7 +68,21 @@ def build_criterion(cfg, num_classes: int) -> SetCriterion:
         num_points=mf.TRAIN_NUM_POINTS,
         oversample_ratio=mf.OVERSAMPLE_RATIO,
         importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
+        mask_loss=mf.MASK_LOSS_TYPE,
     )
+
+
+def gt_mask_tensor(instances) -> torch.Tensor:
+    """The ``gt_masks`` of ground-truth Instances as a [G, H, W] tensor (BitMasks unwrapped)."""
+    gt_masks = instances.gt_masks
+    if isinstance(gt_masks, BitMasks):
+        gt_masks = gt_masks.tensor
+    if not isinstance(gt_masks, torch.Tensor):
+        raise TypeError(
+            "gt_masks must be BitMasks or a [G, H, W] tensor, got "
+            f"{type(gt_masks).__name__} (polygons: use mask_format 'bitmask')"
+        )
+    return gt_masks
 
 
 @META_ARCH_REGISTRY.register()
@@ -68,7 +93,13 @@ class MaskFormer(nn.Module):
     size; for panoptic/instance output (or SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE) they are
     then cropped to the image and resized to the requested (height, width) *before*
     post-processing; otherwise the semantic result is cropped and resized afterwards.
+
+    Subclasses (the video `VideoMaskFormer`) reuse `normalize_and_pad`, `predict`,
+    `weighted_losses` and choose their criterion with ``matcher_class`` / ``criterion_class``.
     """
+
+    matcher_class = HungarianMatcher
+    criterion_class = SetCriterion
 
     @configurable
     def __init__(
@@ -89,6 +120,7 @@ class MaskFormer(nn.Module):
         panoptic_on: bool = False,
         instance_on: bool = False,
         test_topk_per_image: int = 100,
+        panoptic_segment_within_mask: bool = True,
     ):
         """
         Args:
@@ -100,6 +132,9 @@ class MaskFormer(nn.Module):
             pixel_mean, pixel_std: per-channel normalisation in the input format.
             semantic_on, panoptic_on, instance_on: which outputs to produce.
             test_topk_per_image: instances per image.
+            panoptic_segment_within_mask: a panoptic segment is the pixels its query wins
+                where its own sigmoid >= 0.5 (Mask2Former), or all of them (False, MaskFormer
+                v1); see `panoptic_inference`.
         """
         super().__init__()
         self.backbone = backbone
@@ -119,6 +154,7 @@ class MaskFormer(nn.Module):
         self.instance_on = instance_on
         self.panoptic_on = panoptic_on
         self.test_topk_per_image = test_topk_per_image
+        self.panoptic_segment_within_mask = panoptic_segment_within_mask
 
     @classmethod
     def from_config(cls, cfg):
@@ -126,15 +162,13 @@ class MaskFormer(nn.Module):
         sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
         mf = cfg.MODEL.MASK_FORMER
         test = mf.TEST
-        if not (test.SEMANTIC_ON or test.PANOPTIC_ON or test.INSTANCE_ON):
-            raise ValueError(
-                "MODEL.MASK_FORMER.TEST: enable at least one of SEMANTIC_ON, "
-                "PANOPTIC_ON, INSTANCE_ON"
-            )
+        cls.check_test_outputs(cfg)
         return {
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
-            "criterion": build_criterion(cfg, sem_seg_head.num_classes),
+            "criterion": build_criterion(
+                cfg, sem_seg_head.num_classes, cls.matcher_class, cls.criterion_class
+            ),
             "num_queries": mf.NUM_OBJECT_QUERIES,
             "object_mask_threshold": test.OBJECT_MASK_THRESHOLD,
             "overlap_threshold": test.OVERLAP_THRESHOLD,
@@ -149,7 +183,18 @@ class MaskFormer(nn.Module):
             "instance_on": test.INSTANCE_ON,
             "panoptic_on": test.PANOPTIC_ON,
             "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "panoptic_segment_within_mask": test.PANOPTIC_SEGMENT_WITHIN_MASK,
         }
+
+    @classmethod
+    def check_test_outputs(cls, cfg):
+        """Raise if ``cfg`` enables none of the outputs this meta-architecture produces."""
+        test = cfg.MODEL.MASK_FORMER.TEST
+        if not (test.SEMANTIC_ON or test.PANOPTIC_ON or test.INSTANCE_ON):
+            raise ValueError(
+                "MODEL.MASK_FORMER.TEST: enable at least one of SEMANTIC_ON, "
+                "PANOPTIC_ON, INSTANCE_ON"
+            )
 
     @property
     def device(self):
@@ -178,10 +223,45 @@ class MaskFormer(nn.Module):
             groups.setdefault((h, w), []).append(i)
         return list(groups.values())
 
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [x["image"].to(self.device) for x in batched_inputs]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
+    @staticmethod
+    def check_image_inputs(batched_inputs):
+        """Raise a clear error for inputs that are not single images (e.g. video clips)."""
+        for i, x in enumerate(batched_inputs):
+            image = x.get("image") if isinstance(x, dict) else None
+            if isinstance(image, (list, tuple)):
+                raise ValueError(
+                    f"MaskFormer input {i}: 'image' is a list of {len(image)} frames (a video "
+                    "clip); the image meta-architecture takes one [C, H, W] tensor per input. "
+                    "For clips use MODEL.META_ARCHITECTURE 'VideoMaskFormer' (configs/youtubevis_*)"
+                )
+            if not isinstance(image, torch.Tensor):
+                raise ValueError(
+                    f"MaskFormer input {i}: expected a dict with 'image' a [C, H, W] tensor, got "
+                    f"{type(image).__name__ if isinstance(x, dict) else type(x).__name__}"
+                )
+
+    def normalize_and_pad(self, images) -> ImageList:
+        """[C, H, W] images (input format) → normalised batch padded to ``size_divisibility``."""
+        images = [(x.to(self.device) - self.pixel_mean) / self.pixel_std for x in images]
         return ImageList.from_tensors(images, self.size_divisibility)
+
+    def preprocess_image(self, batched_inputs) -> ImageList:
+        return self.normalize_and_pad([x["image"] for x in batched_inputs])
+
+    def predict(self, images: ImageList, *, return_aux: bool):
+        """Backbone and head on a padded batch: the head's output dict."""
+        x = images.tensor
+        if not self.training and x.device.type == "cpu":
+            # oneDNN's convolutions run NHWC faster on CPU (ResNet-50 at 512x512: ~1.3x);
+            # the convolution outputs keep that layout, values agree to float rounding
+            x = x.contiguous(memory_format=torch.channels_last)
+        features = self.backbone(x)
+        return self.sem_seg_head(features, return_aux=return_aux)
+
+    def weighted_losses(self, losses):
+        """The criterion's losses times their weights (losses without a weight are dropped)."""
+        weights = self.criterion.weight_dict
+        return {k: v * weights[k] for k, v in losses.items() if k in weights}
 
     def forward(self, batched_inputs: List[Dict]):
         """
@@ -196,6 +276,7 @@ class MaskFormer(nn.Module):
         At inference, images of different padded sizes are run as separate batches (see
         `padding_groups`), so that a batch gives the same results as one image at a time.
         """
+        self.check_image_inputs(batched_inputs)
         if not self.training:
             groups = self.padding_groups(batched_inputs)
             if len(groups) > 1:
@@ -205,14 +286,8 @@ class MaskFormer(nn.Module):
                         results[i] = r
                 return results
         images = self.preprocess_image(batched_inputs)
-        x = images.tensor
-        if not self.training and x.device.type == "cpu":
-            # oneDNN's convolutions run NHWC faster on CPU (ResNet-50 at 512x512: ~1.3x);
-            # the convolution outputs keep that layout, values agree to float rounding
-            x = x.contiguous(memory_format=torch.channels_last)
-        features = self.backbone(x)
         # intermediate predictions only feed the auxiliary losses
-        outputs = self.sem_seg_head(features, return_aux=self.training)
+        outputs = self.predict(images, return_aux=self.training)
 
         if self.training:
             if "instances" not in batched_inputs[0]:
@@ -222,9 +297,7 @@ class MaskFormer(nn.Module):
                 )
             gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
             targets = self.prepare_targets(gt_instances, images)
-            losses = self.criterion(outputs, targets)
-            weights = self.criterion.weight_dict
-            return {k: v * weights[k] for k, v in losses.items() if k in weights}
+            return self.weighted_losses(self.criterion(outputs, targets))
 
         mask_cls_results = outputs["pred_logits"]
         # upsampled in pixel-major (channels-last) layout: several times faster on CPU, and
@@ -267,6 +340,7 @@ class MaskFormer(nn.Module):
                 overlap_threshold=self.overlap_threshold,
                 thing_ids=self.thing_ids,
                 mask_prob=mask_prob,
+                segment_within_mask=self.panoptic_segment_within_mask,
             )
         if self.instance_on:
             result["instances"] = retry_if_cuda_oom(instance_inference)(
@@ -285,14 +359,7 @@ class MaskFormer(nn.Module):
         h_pad, w_pad = images.tensor.shape[-2:]
         new_targets = []
         for per_image in targets:
-            gt_masks = per_image.gt_masks
-            if isinstance(gt_masks, BitMasks):
-                gt_masks = gt_masks.tensor
-            if not isinstance(gt_masks, torch.Tensor):
-                raise TypeError(
-                    "gt_masks must be BitMasks or a [G, H, W] tensor, got "
-                    f"{type(gt_masks).__name__} (polygons: use mask_format 'bitmask')"
-                )
+            gt_masks = gt_mask_tensor(per_image)
             padded = gt_masks.new_zeros((gt_masks.shape[0], h_pad, w_pad))
             padded[:, : gt_masks.shape[1], : gt_masks.shape[2]] = gt_masks
             new_targets.append({"labels": per_image.gt_classes, "masks": padded})

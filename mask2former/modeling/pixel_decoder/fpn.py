@@ -1,8 +1,8 @@
-"""The FPN pixel decoder of MaskFormer v1 (``BasePixelDecoder``) and the FPN pieces shared with
-the deformable pixel decoder.
+"""The FPN pixel decoders of MaskFormer v1 (``BasePixelDecoder``,
+``TransformerEncoderPixelDecoder``) and the FPN pieces shared with the deformable pixel decoder.
 
 Pixel decoders are registered in Detectron2's ``SEM_SEG_HEADS_REGISTRY`` (as in the original
-project) and selected by ``cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME``. Each one has
+projects) and selected by ``cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME``. Each one has
 ``forward_features(features) -> (mask_features, transformer_encoder_features,
 multi_scale_features)``.
 """
@@ -17,7 +17,16 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
-__all__ = ["BasePixelDecoder", "build_pixel_decoder", "make_fpn_convs", "fpn_top_down"]
+from ...layers.position_encoding import PositionEmbeddingSine
+from ...layers.transformer import DetrEncoder, DetrTransformer
+
+__all__ = [
+    "BasePixelDecoder",
+    "TransformerEncoderPixelDecoder",
+    "build_pixel_decoder",
+    "make_fpn_convs",
+    "fpn_top_down",
+]
 
 
 def build_pixel_decoder(cfg, input_shape):
@@ -125,28 +134,107 @@ class BasePixelDecoder(nn.Module):
             "norm": head.NORM,
         }
 
+    def coarsest_level(self, x):
+        """FPN output of the coarsest map ``x`` [N, C, h, w] → ([N, conv_dim, h, w], the
+        transformer-encoder features or None). Subclasses change this level only."""
+        return self.output_convs[0](x), None
+
     def forward_features(self, features):
         """
         Args:
             features: dict of backbone maps [N, C_f, H_f, W_f].
         Returns:
-            mask_features [N, mask_dim, H/4, W/4], None, and the first 3 FPN outputs, coarsest
-            first ([N, conv_dim, H/32, W/32], ... 1/16, 1/8).
+            mask_features [N, mask_dim, H/4, W/4], the transformer-encoder features (None
+            here), and the first 3 FPN outputs, coarsest first ([N, conv_dim, H/32, W/32],
+            ... 1/16, 1/8).
         """
         multi_scale_features = []
-        y = None
+        y = encoder_features = None
         for idx, name in enumerate(self.in_features[::-1]):
             x = features[name]
             if self.lateral_convs[idx] is None:
-                y = self.output_convs[idx](x)
+                y, encoder_features = self.coarsest_level(x)
             else:
                 y = fpn_top_down(x, y, self.lateral_convs[idx], self.output_convs[idx], "nearest")
             if len(multi_scale_features) < self.maskformer_num_feature_levels:
                 multi_scale_features.append(y)
-        return self.mask_features(y), None, multi_scale_features
+        return self.mask_features(y), encoder_features, multi_scale_features
 
     def forward(self, features, targets=None):
         raise NotImplementedError(
-            "BasePixelDecoder is used through forward_features() by MaskFormerHead; "
-            "it has no forward()"
+            f"{type(self).__name__} is used through forward_features() by the MaskFormer and "
+            "per-pixel baseline heads; it has no forward()"
         )
+
+
+@SEM_SEG_HEADS_REGISTRY.register()
+class TransformerEncoderPixelDecoder(BasePixelDecoder):
+    """``BasePixelDecoder`` whose coarsest level first runs a DETR transformer encoder
+    (MaskFormer v1's COCO panoptic models).
+
+    The coarsest map goes through ``input_proj`` (1x1 conv with bias to ``conv_dim``), a
+    ``transformer.encoder`` of ``TRANSFORMER_ENC_LAYERS`` layers (sine position encoding, width
+    ``conv_dim``, heads / FFN width / dropout / pre-norm from ``MODEL.MASK_FORMER``), then the
+    output conv ``layer_{L}`` (``conv_dim`` → ``conv_dim`` here). The encoder output is the
+    "transformer_encoder" feature of the v1 predictor.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: Dict[str, ShapeSpec],
+        *,
+        transformer_dropout: float,
+        transformer_nheads: int,
+        transformer_dim_feedforward: int,
+        transformer_enc_layers: int,
+        transformer_pre_norm: bool,
+        conv_dim: int,
+        mask_dim: int,
+        norm: Optional[Union[str, Callable]] = None,
+    ):
+        """
+        Args:
+            input_shape, conv_dim, mask_dim, norm: as for `BasePixelDecoder`.
+            transformer_*: settings of the encoder on the coarsest map.
+        """
+        super().__init__(input_shape, conv_dim=conv_dim, mask_dim=mask_dim, norm=norm)
+        coarsest = max(input_shape.values(), key=lambda s: s.stride)
+        self.input_proj = Conv2d(coarsest.channels, conv_dim, kernel_size=1)
+        weight_init.c2_xavier_fill(self.input_proj)
+        self.transformer = DetrTransformer(
+            DetrEncoder(
+                transformer_enc_layers, conv_dim, transformer_nheads,
+                transformer_dim_feedforward, transformer_dropout, transformer_pre_norm,
+            )
+        )
+        self.pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)
+        # the coarsest output conv now reads the encoder output; re-registered last, which is
+        # its place in the released checkpoints' state_dict order
+        name = f"layer_{len(self.in_features)}"
+        output_conv = make_fpn_convs(conv_dim, conv_dim, norm or "", lateral=False)[1]
+        delattr(self, name)
+        self.add_module(name, output_conv)
+        self.output_convs[0] = output_conv
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        ret = super().from_config(cfg, input_shape)
+        mf = cfg.MODEL.MASK_FORMER
+        ret.update(
+            transformer_dropout=mf.DROPOUT,
+            transformer_nheads=mf.NHEADS,
+            transformer_dim_feedforward=mf.DIM_FEEDFORWARD,
+            transformer_enc_layers=cfg.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS,
+            transformer_pre_norm=mf.PRE_NORM,
+        )
+        return ret
+
+    def coarsest_level(self, x):
+        """[N, C, h, w] → (FPN output [N, conv_dim, h, w], encoder output [N, conv_dim, h, w])."""
+        n, _, h, w = x.shape
+        src = DetrTransformer.flatten(self.input_proj(x))
+        pos = DetrTransformer.flatten(self.pe_layer(x))
+        memory = self.transformer.encoder(src, pos=pos)  # [hw, N, C]
+        encoded = memory.permute(1, 2, 0).reshape(n, -1, h, w)
+        return self.output_convs[0](encoded), encoded

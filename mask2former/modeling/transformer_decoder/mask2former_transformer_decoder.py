@@ -31,12 +31,13 @@ def decode_queries(queries, decoder_norm, class_embed, mask_embed):
 
     Args:
         queries: [Q, N, C] decoder output (sequence-first).
-        decoder_norm: LayerNorm applied first; class_embed: Linear(C, K+1) or None (then no
-            logits are computed); mask_embed: MLP(C → mask_dim).
+        decoder_norm: LayerNorm applied first (None: the queries are already normalised);
+            class_embed: Linear(C, K+1) or None (then no logits are computed);
+            mask_embed: MLP(C → mask_dim).
     Returns:
         class logits [N, Q, K+1] (None without class_embed), mask embeddings [N, Q, mask_dim].
     """
-    out = decoder_norm(queries).transpose(0, 1)
+    out = (queries if decoder_norm is None else decoder_norm(queries)).transpose(0, 1)
     logits = class_embed(out) if class_embed is not None else None
     return logits, mask_embed(out)
 
@@ -81,18 +82,23 @@ def attention_mask_from_logits(mask_logits, size, num_heads):
     """Masked-attention mask for the next decoder layer.
 
     Args:
-        mask_logits: [N, Q, H, W] mask logits of the current prediction (resized bilinearly to
-            ``size`` when they have another size).
+        mask_logits: [N, Q, H, W] mask logits of the current prediction, or [N, Q, T, H, W] for
+            a clip of T frames (resized bilinearly to ``size``, frame by frame, when they have
+            another size).
         size: (h, w) of the feature level the next layer attends to.
         num_heads: attention heads (the mask is the same for every head).
     Returns:
-        [N*num_heads, Q, h*w] bool, True = blocked (sigmoid < 0.5); a query whose row would be
-        fully blocked attends everywhere instead. Detached.
+        [N*num_heads, Q, h*w] (clips: [N*num_heads, Q, T*h*w], frame-major) bool, True = blocked
+        (sigmoid < 0.5); a query whose row would be fully blocked attends everywhere instead.
+        Detached.
     """
     m = mask_logits.detach()
     if tuple(m.shape[-2:]) != tuple(size):
-        m = F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False)
-    blocked = m.flatten(2).sigmoid() < 0.5  # [N, Q, hw]
+        lead = m.shape[:-2]
+        m = F.interpolate(
+            m.flatten(0, -3)[:, None], size=tuple(size), mode="bilinear", align_corners=False
+        ).view(*lead, *size)
+    blocked = m.flatten(2).sigmoid() < 0.5  # [N, Q, (T)hw]
     blocked = blocked & ~blocked.all(-1, keepdim=True)
     return blocked.repeat_interleave(num_heads, dim=0)
 
@@ -118,6 +124,11 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
     prediction), self-attention and an FFN; a prediction is made from the learnable queries
     before the first layer and after every layer, and each prediction gives the attention mask
     of the next layer.
+
+    Hooks for subclasses that decode clips of several frames (the video decoder overrides them;
+    here every image is a clip of one frame): `clip_shape`, `position_encoding`,
+    `group_frames`, `mask_logits`, `finalize_outputs`. Memory sequences are frame-major:
+    [T*H*W, B, C] (`memory_sequence`).
     """
 
     _version = 2
@@ -190,6 +201,15 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         mf = cfg.MODEL.MASK_FORMER
         if mf.DEC_LAYERS < 1:
             raise ValueError(f"MODEL.MASK_FORMER.DEC_LAYERS must be >= 1, got {mf.DEC_LAYERS}")
+        if mf.TRANSFORMER_IN_FEATURE != "multi_scale_pixel_decoder":
+            raise ValueError(
+                "MultiScaleMaskedTransformerDecoder reads the pixel decoder's multi-scale maps: "
+                "set MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE 'multi_scale_pixel_decoder' (got "
+                f"{mf.TRANSFORMER_IN_FEATURE!r}). A MaskFormer v1 config (one feature map, e.g. "
+                "'res5' or 'transformer_encoder') needs TRANSFORMER_DECODER_NAME "
+                "'TransformerPredictor' and, to train as v1, MASK_LOSS_TYPE 'focal' with "
+                "TRAIN_NUM_POINTS 0 (see configs/*/*/maskformer_*.yaml)"
+            )
         if mf.DROPOUT != 0.0:
             raise ValueError(
                 "MultiScaleMaskedTransformerDecoder has no dropout (as released); "
@@ -210,33 +230,66 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
         }
 
+    # --- hooks: how images are grouped into clips (one frame per clip here) -------------------
+    def clip_shape(self, num_images: int):
+        """(B, T): the ``num_images`` maps of a batch form B clips of T frames (here (N, 1))."""
+        return num_images, 1
+
+    def position_encoding(self, feat: torch.Tensor, num_clips: int) -> torch.Tensor:
+        """Position encoding of one level, [B*T, C, H, W], for maps ``feat`` [B*T, C, H, W]."""
+        return self.pe_layer(feat)
+
+    def group_frames(self, maps: torch.Tensor, num_clips: int) -> torch.Tensor:
+        """Per-image maps [B*T, D, H, W] in the layout `mask_logits` reads (here unchanged)."""
+        return maps
+
+    def mask_logits(self, embeddings: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Mask logits of query embeddings [B, Q, D] with `group_frames` features:
+        here [B, Q, H, W]."""
+        return mask_logits_from_embeddings(embeddings, features)
+
+    def finalize_outputs(self, out: dict, queries: torch.Tensor) -> dict:
+        """The output dict, given the last decoder output ``queries`` [Q, B, C] (unchanged here)."""
+        return out
+
+    @staticmethod
+    def memory_sequence(maps: torch.Tensor, num_clips: int) -> torch.Tensor:
+        """Maps [B*T, C, H, W] (or [B*T, C, H*W]) → frame-major sequence [T*H*W, B, C]."""
+        maps = maps.flatten(2)
+        _, c, hw = maps.shape
+        return maps.reshape(num_clips, -1, c, hw).permute(1, 3, 0, 2).flatten(0, 1)
+
     def forward(self, x: List[torch.Tensor], mask_features: torch.Tensor, mask=None, *,
                 return_aux: bool = True):
         """
         Args:
-            x: ``num_feature_levels`` maps [N, C, H_l, W_l], coarsest first.
+            x: ``num_feature_levels`` maps [N, C, H_l, W_l], coarsest first (N = B*T images:
+                B clips of T frames, frame-major within a clip; see `clip_shape`).
             mask_features: [N, mask_dim, H/4, W/4].
             mask: unused (no padding masks), kept for the head's uniform call.
             return_aux: also return the intermediate predictions. False (inference) skips
                 their class logits and full-resolution masks; the attention masks do not
                 depend on it.
         Returns:
-            {"pred_logits": [N, Q, K+1], "pred_masks": [N, Q, H/4, W/4]} and, with
-            ``return_aux``, "aux_outputs": [{"pred_logits", "pred_masks"}] * dec_layers —
+            {"pred_logits": [B, Q, K+1], "pred_masks": [B, Q, H/4, W/4] (`mask_logits`)} and,
+            with ``return_aux``, "aux_outputs": [{"pred_logits", "pred_masks"}] * dec_layers —
             aux_outputs[0] is the prediction from the learnable queries.
         """
         if len(x) != self.num_feature_levels:
             raise ValueError(f"expected {self.num_feature_levels} feature levels, got {len(x)}")
+        n, _ = self.clip_shape(mask_features.shape[0])
         src, pos, sizes = [], [], []
         for i, feat in enumerate(x):
             sizes.append(feat.shape[-2:])
-            pos.append(self.pe_layer(feat).flatten(2).permute(2, 0, 1))  # [HW, N, C]
+            pos.append(self.memory_sequence(self.position_encoding(feat, n), n))  # [THW, B, C]
             memory = self.input_proj[i](feat).flatten(2) + self.level_embed.weight[i][None, :, None]
-            src.append(memory.permute(2, 0, 1))
-        n = src[0].shape[1]
+            src.append(self.memory_sequence(memory, n))
         query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, n, 1)
         output = self.query_feat.weight.unsqueeze(1).repeat(1, n, 1)
-        attn_features = resized_mask_features(mask_features, sizes)
+        attn_features = [
+            self.group_frames(f, n) for f in resized_mask_features(mask_features, sizes)
+        ]
+        mask_features = self.group_frames(mask_features, n)
 
         classes, masks = [], []
         attn_mask = None
@@ -258,12 +311,12 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             )
             if full:
                 classes.append(logits)
-                masks.append(mask_logits_from_embeddings(embeddings, mask_features))
+                masks.append(self.mask_logits(embeddings, mask_features))
             if not last:
                 level = j % self.num_feature_levels
-                small = mask_logits_from_embeddings(embeddings.detach(), attn_features[level])
+                small = self.mask_logits(embeddings.detach(), attn_features[level])
                 attn_mask = attention_mask_from_logits(small, sizes[level], self.num_heads)
         out = {"pred_logits": classes[-1], "pred_masks": masks[-1]}
         if return_aux:
             out["aux_outputs"] = aux_outputs(classes, masks)
-        return out
+        return self.finalize_outputs(out, output)

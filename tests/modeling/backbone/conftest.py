@@ -3,9 +3,7 @@
 import pytest
 from torch import nn
 
-from detectron2.config import get_cfg
-
-from mask2former import add_maskformer2_config
+from helpers import make_cfg
 
 # MODEL.SWIN values of the released configs (SPEC §2/§3); the rest are the defaults.
 SWIN_VARIANTS = {
@@ -28,8 +26,7 @@ PIXEL_STD = [58.395, 57.12, 57.375]
 
 def make_swin_cfg(variant="swin_t", **swin_overrides):
     """A Detectron2 config whose MODEL.BACKBONE is D2SwinTransformer of the given family."""
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
+    cfg = make_cfg()
     cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
     cfg.MODEL.PIXEL_MEAN = PIXEL_MEAN
     cfg.MODEL.PIXEL_STD = PIXEL_STD

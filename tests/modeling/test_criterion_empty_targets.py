@@ -1,16 +1,9 @@
 """A training batch whose images have no segments (or an all-empty mask) must give finite losses."""
-import os
-import sys
-
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-from mask2former import add_maskformer2_config
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine"))
-from kill_harness import CONFIG, TINY_OPTS  # noqa: E402
+from helpers import QUICKSTART_CONFIG, TINY_QUICKSTART_OPTS, make_cfg
 
 
 def _sample(g, n_inst, empty_mask=False):
@@ -26,11 +19,7 @@ def _sample(g, n_inst, empty_mask=False):
 
 
 def test_no_segments_and_empty_masks_train_finitely():
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list(TINY_OPTS)
-    cfg.MODEL.DEVICE = "cpu"
+    cfg = make_cfg(QUICKSTART_CONFIG, *TINY_QUICKSTART_OPTS)
     torch.manual_seed(0)
     model = build_model(cfg).train()
     g = torch.Generator().manual_seed(0)

@@ -5,14 +5,13 @@ SPEC §5 written here, plus invariants that hold for any input. Inputs are drawn
 torch generator (hypothesis chooses shapes, seeds and thresholds) so that score ties, which
 make the argmax ill-defined, have probability zero.
 """
-import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-postprocessing = pytest.importorskip("mask2former.modeling.postprocessing")
-from mask2former.layers import available_backends, ms_deform_attn  # noqa: E402
+from mask2former.layers import ms_deform_attn
+from mask2former.modeling import postprocessing
 
 SETTINGS = dict(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -200,8 +199,6 @@ def test_ms_deform_attn_shape_linearity_and_padding(args):
     torch.testing.assert_close(got, value[:, int(start[lvl]) + y * int(hw[lvl, 1]) + x])
 
 
-@pytest.mark.skipif("native-cpu" not in available_backends(),
-                    reason="compiled extension mask2former._C not built")
 @settings(**SETTINGS)
 @given(attn_shapes)
 def test_ms_deform_attn_native_matches_pytorch(args):

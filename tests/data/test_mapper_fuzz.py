@@ -12,14 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
-from mask2former import add_maskformer2_config
 from mask2former.data.dataset_mappers import build_dataset_mapper
 from mask2former.data.robust_loading import RobustDatasetMapper, read_skip_log, set_skip_log
 
-from helpers import REPO as ROOT
+from helpers import QUICKSTART_CONFIG, make_cfg
 
 NUM_CLASSES = 7
 
@@ -36,9 +34,7 @@ def synthetic_root(tmp_path_factory):
 
 
 def _cfg(mapper_name, dataset):
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs/quickstart/synthetic_panoptic.yaml"))
+    cfg = make_cfg(QUICKSTART_CONFIG)
     cfg.INPUT.DATASET_MAPPER_NAME = mapper_name
     cfg.INPUT.IMAGE_SIZE = 64
     cfg.INPUT.MIN_SIZE_TRAIN = (64,)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mask2former.checkpoint import (
+    CheckpointKeysError,
     CheckpointShapeError,
     Mask2FormerCheckpointer,
     NonFiniteWeightsError,
@@ -178,6 +179,24 @@ def test_shape_mismatch_is_explained_and_strict_when_resuming(tmp_path, caplog):
     _ckpt(run, Net(num_classes=7)).save("model_0000001", iteration=1)
     with pytest.raises(CheckpointShapeError, match="resuming"):
         _ckpt(run, Net(num_classes=4)).resume_or_load("", resume=True)
+
+
+def test_key_mismatch_is_an_error_only_when_loading_strictly(tmp_path, caplog):
+    sd = _state(seed=5)
+    sd["predictor.mask_embed.renamed"] = sd.pop("predictor.mask_embed.weight")
+    torch.save({"model": sd}, tmp_path / "renamed.pth")
+    path = str(tmp_path / "renamed.pth")
+    # fine-tuning: a partial load, reported
+    model = Net()
+    with caplog.at_level(logging.WARNING):
+        Mask2FormerCheckpointer(model).load(path)
+    assert "1 model tensor(s) not in the checkpoint" in caplog.text
+    assert torch.equal(model.predictor.class_embed.weight, sd["predictor.class_embed.weight"])
+    # inference (strict_shapes=True, as train_net --eval-only and the demo load): an error
+    with pytest.raises(CheckpointKeysError, match=r"mask_embed\.weight.*mask_embed\.renamed"):
+        Mask2FormerCheckpointer(Net(), strict_shapes=True).load(path)
+    # strict shapes with partial loads allowed explicitly
+    Mask2FormerCheckpointer(Net(), strict_shapes=True, strict_keys=False).load(path)
 
 
 def test_legacy_format_checkpoints_count_as_intact(tmp_path):

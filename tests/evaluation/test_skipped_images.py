@@ -4,17 +4,15 @@ import os
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.evaluation import COCOPanopticEvaluator, DatasetEvaluators, inference_on_dataset
 from detectron2.modeling import build_model
 
-from mask2former import add_maskformer2_config
 from mask2former.data.dataset_mappers import RobustTestMapper
 from mask2former.evaluation import SkippedImagesReporter
 from mask2former.data.robust_loading import BadSampleError
 
-from kill_harness import CONFIG, TINY_OPTS
+from helpers import QUICKSTART_CONFIG, TINY_QUICKSTART_OPTS, make_cfg
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +31,7 @@ def test_unreadable_val_image_is_reported_and_metrics_still_computed(val_root, t
     bad = dicts[1]["file_name"]
     with open(bad, "r+b") as f:  # truncate the JPEG in place
         f.truncate(os.path.getsize(bad) // 3)
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list([o for o in TINY_OPTS])
-    cfg.MODEL.DEVICE = "cpu"
+    cfg = make_cfg(QUICKSTART_CONFIG, *TINY_QUICKSTART_OPTS)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     loader = build_detection_test_loader(cfg, "synthetic_panoptic_val",
@@ -50,11 +44,11 @@ def test_unreadable_val_image_is_reported_and_metrics_still_computed(val_root, t
         results = inference_on_dataset(model, loader, evaluator)
     assert results["skipped_images"] == {"count": 1.0}
     assert "PQ" in results["panoptic_seg"]
-    assert f"1 image(s) could not be read" in caplog.text and bad in caplog.text
+    assert "1 image(s) could not be read" in caplog.text and bad in caplog.text
 
 
 def test_unreadable_image_of_unknown_size_is_a_clear_error(tmp_path):
-    cfg = get_cfg()
+    cfg = make_cfg()
     p = tmp_path / "x.jpg"
     p.write_bytes(b"garbage")
     with pytest.raises(BadSampleError, match="size is unknown"):

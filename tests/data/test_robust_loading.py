@@ -11,6 +11,7 @@ from PIL import Image
 from mask2former.data.robust_loading import (
     BadSampleError,
     RobustDatasetMapper,
+    read_label_map,
     read_image,
     read_skip_log,
     record_skip,
@@ -154,17 +155,55 @@ def test_robust_mapper_sanitises_annotations_before_the_mapper():
     assert len(d["annotations"]) == 2
 
 
-def test_robust_mapper_stops_on_systematic_failure():
-    def broken(d):
-        raise KeyError("pan_seg_file_name")
+def test_robust_mapper_stops_on_systematic_failure(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
 
-    m = RobustDatasetMapper(broken, max_consecutive_failures=3)
+    def unreadable(d):
+        return read_image(str(bad), "RGB")  # BadSampleError, a data fault, every time
+
+    m = RobustDatasetMapper(unreadable, max_consecutive_failures=3)
     assert m({"file_name": "1"}) is None and m({"file_name": "2"}) is None
     with pytest.raises(RuntimeError, match="3 samples in a row failed.*dataset root"):
         m({"file_name": "3"})
-    strict = RobustDatasetMapper(broken, skip=False)
-    with pytest.raises(BadSampleError, match="4: KeyError"):
+    strict = RobustDatasetMapper(unreadable, skip=False)
+    with pytest.raises(BadSampleError, match="unreadable image"):
         strict({"file_name": "4"})
+
+
+@pytest.mark.parametrize("error", [TypeError("bad operand"), KeyError("pan_seg_file_name"),
+                                   RuntimeError("shape mismatch"), AssertionError()])
+def test_robust_mapper_lets_bugs_through_on_the_first_occurrence(error):
+    """Only data faults are skipped: a mapper bug propagates at once, however many retries the
+    consecutive-failure limit would allow."""
+    def buggy(d):
+        raise error
+
+    m = RobustDatasetMapper(buggy, max_consecutive_failures=1000)
+    with pytest.raises(type(error)):
+        m({"file_name": "x.jpg"})
+    assert m.n_skipped == 0
+
+
+def test_label_map_of_another_size_is_a_data_fault(tmp_path):
+    image = np.zeros((10, 12, 3), np.uint8)
+    label = tmp_path / "label.png"
+    Image.fromarray(np.zeros((8, 12), np.uint8)).save(label)
+    with pytest.raises(BadSampleError, match=r"image is 12x10 but its label map .* is 12x8") as e:
+        read_label_map(str(label), image, "img.jpg")
+    assert e.value.file_name == "img.jpg"
+    assert read_label_map(str(label), image[:8], "img.jpg").shape == (8, 12)
+
+
+def test_robust_mapper_sanitises_video_annotations_per_frame():
+    seen = []
+    m = RobustDatasetMapper(lambda d: seen.append(d) or d)
+    good = {"segmentation": [[0, 0, 5, 0, 5, 5]], "category_id": 1, "id": 1}
+    bad = {"segmentation": [[0, 0, 1, 1]], "category_id": 1, "id": 2}
+    d = {"file_names": ["f0.jpg", "f1.jpg"], "height": 10, "width": 10,
+         "annotations": [[good, bad], [good]]}
+    m(d)
+    assert [[a["id"] for a in frame] for frame in seen[0]["annotations"]] == [[1], [1]]
 
 
 def _worker(path, i):

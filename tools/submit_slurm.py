@@ -338,18 +338,21 @@ def _resolve_config(args):
     directory); the config is merged here once so that a bad key fails now, not in the queue."""
     from detectron2.config import get_cfg
 
-    from mask2former import add_maskformer2_config
     from mask2former.config import merge_config_checked
 
     if not os.path.isabs(args.script):
         args.script = os.path.join(REPO, args.script)
     module = _load_script(args.script)
+    if not hasattr(module, "CONFIG_FNS") or not hasattr(module, "main"):
+        raise SubmissionError(
+            f"--script {args.script} must define main(args) and CONFIG_FNS (the functions that add "
+            f"its config keys), as train_net.py and train_net_video.py do")
     if args.config_file:
         args.config_file = os.path.abspath(args.config_file)
     if args.cpu:
         args.opts = list(args.opts) + ["MODEL.DEVICE", "cpu"]
     cfg = get_cfg()
-    for add_config in getattr(module, "CONFIG_FNS", (add_maskformer2_config,)):
+    for add_config in module.CONFIG_FNS:
         add_config(cfg)
     merge_config_checked(cfg, args.config_file, args.opts)
     args.output_dir = os.path.abspath(cfg.OUTPUT_DIR)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import load_script
+from helpers import REPO, load_script
 
 MOUNTS = """\
 /dev/vda1 / ext4 rw,relatime 0 0
@@ -203,3 +203,27 @@ def test_local_executor_preempted_requeued_and_resumed(train_synthetic_root, tin
     its = [json.loads(line)["iteration"] for line in lines]
     assert k in its and its == sorted(set(its)) and its[-1] == max_iter - 1
     assert os.path.isabs(args.output_dir) and args.opts[-2:] != ["OUTPUT_DIR", "out"]
+
+
+def test_config_is_resolved_at_submission(tmp_path, monkeypatch, tiny_config):
+    from mask2former.config import ConfigError
+
+    s = _module()
+    monkeypatch.chdir(tmp_path)
+    args = s.parse_args(["--job-dir", "job", "--config-file", tiny_config, "--cpu",
+                         "OUTPUT_DIR", "rel/out"])
+    s._resolve_config(args)
+    assert args.output_dir == str(tmp_path / "rel" / "out")
+    assert args.opts[-2:] == ["OUTPUT_DIR", args.output_dir]  # the job may start elsewhere
+    assert "MODEL.DEVICE" in args.opts and os.path.isabs(args.script)
+    video = s.parse_args(["--job-dir", "job", "--script", "train_net_video.py",
+                          "--config-file", os.path.join(REPO, "configs/youtubevis_2019/r50.yaml")])
+    s._resolve_config(video)  # the video keys come from the script's CONFIG_FNS
+    bad = s.parse_args(["--job-dir", "job", "--config-file", tiny_config, "SOLVER.MAX_ITR", "3"])
+    with pytest.raises(ConfigError, match="MAX_ITR"):
+        s._resolve_config(bad)
+    (tmp_path / "other.py").write_text("def main(args):\n    pass\n")
+    other = s.parse_args(["--job-dir", "job", "--script", str(tmp_path / "other.py"),
+                          "--config-file", tiny_config])
+    with pytest.raises(s.SubmissionError, match="must define main\\(args\\) and CONFIG_FNS"):
+        s._resolve_config(other)

@@ -6,10 +6,16 @@ strides 8/16/32 of the input image (ceil), P=4 points, one query per position (L
 Locations are the pixel centres plus random offsets of a few pixels (as in a trained model),
 attention weights a softmax over the L*P points.
 
-For each input size and backend it prints the median time of the forward (under no_grad) and of
-forward+backward (all three gradients), the peak memory of each, and native/pytorch ratios
-computed from measurements of the same run. Backends are timed alternately in every repeat, so
-a load from other processes affects both alike.
+For each input size, dtype and backend it prints the median time of the forward (under no_grad)
+and of forward+backward (all three gradients), the peak memory of each, native/pytorch ratios
+and, with several --dtype, ratios of each dtype to the first one, all computed from
+measurements of the same run. Backends and dtypes are timed alternately in every repeat, so a
+load from other processes affects all alike.
+
+Dtypes (--dtype fp32 bf16 fp16): value and attention weights in the dtype; sampling locations
+stay float32 for bf16/fp16, as MSDeformAttn passes them under autocast (the op's dtype contract:
+mask2former/layers/ms_deform_attn.py). On CPU the header names the vector code of the 16-bit
+kernels (torch.ops.mask2former.cpu_vector_isa()).
 
 Peak memory: on CUDA, torch.cuda.max_memory_allocated above the pre-call allocation. On CPU,
 the peak of (bytes allocated - bytes freed) by torch's CPU allocator during the call, replayed
@@ -18,7 +24,7 @@ run. Both count tensors created by the call (output, temporaries, saved activati
 not the inputs.
 
     python tools/benchmark_ms_deform_attn.py [--device cpu] [--sizes 512x512,800x1333,1024x1024]
-        [--repeat 5] [--threads 2]
+        [--repeat 5] [--threads 2] [--dtype fp32 bf16] [--backends native,pytorch]
 """
 import argparse
 import math
@@ -34,9 +40,10 @@ from mask2former.layers import available_backends, ms_deform_attn  # noqa: E402
 
 N, M, D, P = 1, 8, 32, 4
 STRIDES = (8, 16, 32)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def make_inputs(height, width, device, seed=0):
+def make_inputs(height, width, device, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     shapes = torch.tensor([[math.ceil(height / s), math.ceil(width / s)] for s in STRIDES])
     sizes = shapes.prod(1)
@@ -53,8 +60,9 @@ def make_inputs(height, width, device, seed=0):
     offsets = torch.randn(N, S, M, L, P, 2, generator=g) * 2.0 / wh  # ~2 pixels of the level
     loc = (ref + offsets).contiguous()
     weights = torch.randn(N, S, M, L * P, generator=g).softmax(-1).view(N, S, M, L, P)
-    to = dict(device=device)
-    return value.to(**to), shapes.to(**to), starts.to(**to), loc.to(**to), weights.to(**to)
+    # 16-bit dtypes: value and weights in the dtype, locations float32 (see the docstring)
+    return (value.to(device, dtype), shapes.to(device), starts.to(device), loc.to(device),
+            weights.to(device, dtype))
 
 
 def run_forward(backend, inputs):
@@ -119,70 +127,101 @@ def mib(nbytes):
     return f"{nbytes / 2**20:8.1f}"
 
 
-def main():
+def ratio_row(label, size, S, num, den):
+    """num/den speed (den time / num time) and num/den peak memory."""
+    speed = {k: "x" + format(den[k] / num[k], ".2f") for k in ("fwd", "fb")}
+    mem = {k: num[k] / max(den[k], 1) for k in ("fwd_mem", "fb_mem")}
+    return (f"{size:>10} {S:>6} {label:>14} | {speed['fwd']:>9} {mem['fwd_mem']:8.2f} | "
+            f"{speed['fb']:>10} {mem['fb_mem']:8.2f}")
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", default="512x512,800x1333,1024x1024",
                         help="comma-separated HxW input image sizes")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--dtype", nargs="+", default=["fp32"], choices=list(DTYPES),
+                        help="dtypes to measure in the same run (ratios to the first one)")
+    parser.add_argument("--backends", default="native,pytorch",
+                        help="comma-separated backends among native, pytorch")
     parser.add_argument("--check", action="store_true",
                         help="also report the max abs difference of native vs pytorch outputs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    backends = args.backends.split(",")
+    if not backends or any(b not in ("native", "pytorch") for b in backends):
+        sys.exit(f"--backends must be a comma-separated subset of native,pytorch, "
+                 f"got {args.backends!r}")
     native_name = f"native-{device.type}"
-    if native_name not in available_backends():
+    if "native" in backends and native_name not in available_backends():
         sys.exit(f"{native_name} is not available (backends: {available_backends()}); "
                  "build it with `make build` or `pip install --no-build-isolation -e .`")
-    backends = ["native", "pytorch"]
+    dtypes = list(dict.fromkeys(args.dtype))
+    runs = [(dt, b) for dt in dtypes for b in backends]
 
     mem_method = ("torch.cuda.max_memory_allocated" if device.type == "cuda"
                   else "CPU allocator peak from torch.profiler memory events")
+    isa = ""
+    if device.type == "cpu" and native_name in available_backends():
+        isa = f", 16-bit CPU kernels: {torch.ops.mask2former.cpu_vector_isa()}"
     print(f"ms_deform_attn benchmark: device={device}, threads={torch.get_num_threads()}, "
           f"torch {torch.__version__}, N={N} M={M} D={D} L={len(STRIDES)} P={P} Lq=S, "
-          f"median of {args.repeat} runs")
-    print(f"peak memory = {mem_method}, tensors created by the call (inputs excluded)")
-    header = (f"{'input':>10} {'S':>6} {'backend':>8} | {'fwd ms':>9} {'fwd MiB':>8} | "
+          f"median of {args.repeat} runs{isa}")
+    print(f"peak memory = {mem_method}, tensors created by the call (inputs excluded); "
+          f"bf16/fp16: value and weights in the dtype, locations float32")
+    header = (f"{'input':>10} {'S':>6} {'dtype backend':>14} | {'fwd ms':>9} {'fwd MiB':>8} | "
               f"{'fwd+bwd ms':>10} {'f+b MiB':>8}")
     print(header)
     print("-" * len(header))
+    results = {}  # size -> (dtype, backend) -> medians (ms) and peaks (bytes)
     for size in args.sizes.split(","):
         h, w = (int(v) for v in size.lower().split("x"))
-        inputs = make_inputs(h, w, device)
-        S = inputs[0].shape[1]
+        inputs = {dt: make_inputs(h, w, device, dtype=DTYPES[dt]) for dt in dtypes}
+        S = inputs[dtypes[0]][0].shape[1]
         grad = torch.randn(N, S, M * D, generator=torch.Generator().manual_seed(1)).to(device)
-        fwd = {b: (lambda b=b: run_forward(b, inputs)) for b in backends}
-        fwdbwd = {b: (lambda b=b: run_forward_backward(b, inputs, grad)) for b in backends}
-        for b in backends:  # warm-up
-            timed(fwd[b], device)
-            timed(fwdbwd[b], device)
-        times = {(b, k): [] for b in backends for k in ("fwd", "fb")}
+        fwd = {(dt, b): (lambda dt=dt, b=b: run_forward(b, inputs[dt])) for dt, b in runs}
+        fwdbwd = {(dt, b): (lambda dt=dt, b=b: run_forward_backward(
+            b, inputs[dt], grad.to(DTYPES[dt]))) for dt, b in runs}
+        for r in runs:  # warm-up
+            timed(fwd[r], device)
+            timed(fwdbwd[r], device)
+        times = {(r, k): [] for r in runs for k in ("fwd", "fb")}
         for _ in range(args.repeat):
-            for b in backends:
-                times[(b, "fwd")].append(timed(fwd[b], device))
-                times[(b, "fb")].append(timed(fwdbwd[b], device))
-        res = {}
-        for b in backends:
-            res[b] = dict(
-                fwd=statistics.median(times[(b, "fwd")]) * 1e3,
-                fb=statistics.median(times[(b, "fb")]) * 1e3,
-                fwd_mem=peak_memory(fwd[b], device),
-                fb_mem=peak_memory(fwdbwd[b], device),
+            for r in runs:
+                times[(r, "fwd")].append(timed(fwd[r], device))
+                times[(r, "fb")].append(timed(fwdbwd[r], device))
+        res = results[size] = {}
+        for r in runs:
+            res[r] = dict(
+                fwd=statistics.median(times[(r, "fwd")]) * 1e3,
+                fb=statistics.median(times[(r, "fb")]) * 1e3,
+                fwd_mem=peak_memory(fwd[r], device),
+                fb_mem=peak_memory(fwdbwd[r], device),
             )
-            r = res[b]
-            print(f"{size:>10} {S:>6} {b:>8} | {r['fwd']:9.1f} {mib(r['fwd_mem'])} | "
-                  f"{r['fb']:10.1f} {mib(r['fb_mem'])}")
-        n, p = res["native"], res["pytorch"]
-        print(f"{size:>10} {S:>6} {'ratio':>8} | {'speed x' + format(p['fwd'] / n['fwd'], '.2f'):>9} "
-              f"{n['fwd_mem'] / max(p['fwd_mem'], 1):8.2f} | "
-              f"{'speed x' + format(p['fb'] / n['fb'], '.2f'):>10} {n['fb_mem'] / max(p['fb_mem'], 1):8.2f}")
-        if args.check:
-            diff = (fwd["native"]() - fwd["pytorch"]()).abs().max().item()
-            print(f"{'':>10} max |native - pytorch| forward = {diff:.2e}")
-    print("ratio row: speed = pytorch time / native time (higher is better); "
-          "MiB columns = native peak / pytorch peak (lower is better)")
+            x = res[r]
+            print(f"{size:>10} {S:>6} {r[0] + ' ' + r[1]:>14} | {x['fwd']:9.1f} "
+                  f"{mib(x['fwd_mem'])} | {x['fb']:10.1f} {mib(x['fb_mem'])}")
+        if "native" in backends and "pytorch" in backends:
+            for dt in dtypes:
+                print(ratio_row(f"{dt} nat/pyt", size, S, res[(dt, "native")],
+                                res[(dt, "pytorch")]))
+        for dt in dtypes[1:]:
+            for b in backends:
+                print(ratio_row(f"{dt}/{dtypes[0]} {b[:3]}", size, S, res[(dt, b)],
+                                res[(dtypes[0], b)]))
+        if args.check and "native" in backends and "pytorch" in backends:
+            for dt in dtypes:
+                diff = (fwd[(dt, "native")]().float() - fwd[(dt, "pytorch")]().float())
+                diff = diff.abs().max().item()
+                print(f"{'':>10} {dt}: max |native - pytorch| forward = {diff:.2e}")
+    print("ratio rows A/B: speed xN = B time / A time (higher: A faster); MiB columns = A peak / "
+          "B peak (lower: A smaller). nat/pyt = native vs pytorch; dt/" + dtypes[0] +
+          " = that dtype vs " + dtypes[0] + " with one backend")
+    return results
 
 
 if __name__ == "__main__":

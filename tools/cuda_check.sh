@@ -113,8 +113,11 @@ assert torch.ops.mask2former.compiled_with_cuda(), "compiled_with_cuda() is Fals
 for op in ("ms_deform_attn_forward", "ms_deform_attn_backward"):
     for key in ("CPU", "CUDA", "Autograd"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"mask2former::{op}", key), (op, key)
+for key in ("AutocastCPU", "AutocastCUDA"):  # the op's autocast policy (forward only)
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(
+        "mask2former::ms_deform_attn_forward", key), key
 print(f"cuda-check: loaded into torch {torch.__version__}: compiled_with_cuda=True, "
-      "CPU/CUDA/Autograd kernels registered for forward and backward")
+      "CPU/CUDA/Autograd kernels registered for forward and backward, Autocast for forward")
 PYEOF
 
 # 5. The Python side on this torch too (register_fake, autograd through the C++ kernel,
@@ -147,6 +150,18 @@ grads = torch.autograd.grad(out, (v, loc, w))
 for a, r in zip([out, *grads], res["native"]):
     torch.testing.assert_close(a, r)
 print(f"cuda-check: mask2former.layers on torch {torch.__version__}: native == pytorch (forward + 3 grads), torch.compile(fullgraph) OK")
+# bf16 (the CPU kernels; the CUDA ones cannot run here) and the autocast policy on this torch
+def g16(backend, autocast):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = ms_deform_attn(v if autocast else v.bfloat16(), ss, lsi, loc, w, backend=backend)
+    assert out.dtype == torch.bfloat16, (backend, autocast, out.dtype)
+    return [out] + list(torch.autograd.grad(out.float().square().sum(), (v, loc, w)))
+for b in ("native", "pytorch"):
+    for a, r in zip(g16(b, True), g16(b, False)):  # autocast == explicit bf16 value
+        assert torch.equal(a, r), b
+for a, r in zip(g16("native", True), g16("pytorch", True)):
+    torch.testing.assert_close(a.float(), r.float(), rtol=2**-7, atol=1e-4)
+print(f"cuda-check: bf16 under torch.autocast on torch {torch.__version__}: native == explicit bf16 call, == pytorch within bf16 rounding")
 # the CPU caching allocator (its own extension, mask2former._allocator) on this torch
 from mask2former.utils.allocator import cpu_caching_allocator, cpu_caching_allocator_stats
 x, k = torch.randn(1, 16, 256, 256, generator=g), torch.randn(16, 16, 3, 3, generator=g)

@@ -19,14 +19,16 @@ Everything is built through DefaultTrainer's documented, overridable methods:
 
 ``__init__`` follows DefaultTrainer's, calling those methods, with two differences for CPU
 training: DDP is built without ``device_ids`` for CPU models (Detectron2 passes the local rank,
-which DDP rejects for CPU modules), and SOLVER.AMP.ENABLED runs fp32 on CPU with a log line
-(Detectron2's AMPTrainer needs CUDA).
+which DDP rejects for CPU modules), and SOLVER.AMP.ENABLED trains under bf16 autocast on CPUs with
+bf16 instructions (Detectron2's AMPTrainer needs CUDA), fp32 elsewhere with a log line.
 """
 
 import logging
 import os
 import weakref
 from collections import OrderedDict
+
+import torch
 
 from detectron2.data import DatasetMapper, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
@@ -41,6 +43,7 @@ from ..data.robust_loading import RobustDatasetMapper, set_skip_log
 from ..evaluation import SkippedImagesReporter, build_evaluators
 from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from ..solver import build_lr_scheduler, build_optimizer
+from ..utils.precision import cpu_bf16_support
 from .hooks import (
     AfterBackwardRelay,
     EnsureFinalCheckpoint,
@@ -50,9 +53,25 @@ from .hooks import (
     preempt_signal_from_env,
 )
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "CPUAutocastTrainer"]
 
 logger = logging.getLogger(__name__)
+
+
+class CPUAutocastTrainer(SimpleTrainer):
+    """Detectron2's SimpleTrainer with each step under CPU autocast (bf16 by default).
+
+    bf16 keeps fp32's exponent range, so no gradient scaler is needed: the losses, gradients,
+    optimizer and weights stay fp32; matrix products and convolutions run in bf16.
+    """
+
+    def __init__(self, model, data_loader, optimizer, precision: torch.dtype = torch.bfloat16):
+        super().__init__(model, data_loader, optimizer)
+        self.precision = precision
+
+    def run_step(self):
+        with torch.autocast("cpu", dtype=self.precision):
+            super().run_step()
 
 
 class Trainer(DefaultTrainer):
@@ -85,14 +104,20 @@ class Trainer(DefaultTrainer):
     # ------------------------------------------------------------------ training parts
     @classmethod
     def build_step_trainer(cls, cfg, model, data_loader, optimizer) -> SimpleTrainer:
-        """The inner trainer that runs one iteration: AMPTrainer when SOLVER.AMP.ENABLED on CUDA,
-        SimpleTrainer otherwise (fp32 on CPU, with a warning when AMP was asked for)."""
+        """The inner trainer that runs one iteration. SOLVER.AMP.ENABLED: Detectron2's AMPTrainer
+        (fp16 + gradient scaler) on CUDA; on CPU bf16 autocast (`CPUAutocastTrainer`, no scaler)
+        where the CPU has bf16 instructions, else fp32 with a log line saying why."""
         on_cpu = next(model.parameters()).device.type == "cpu"
-        if cfg.SOLVER.AMP.ENABLED and on_cpu:
-            logger.warning("SOLVER.AMP.ENABLED is ignored on CPU (Detectron2's AMPTrainer needs "
-                           "CUDA): training in fp32.")
-        use_amp = cfg.SOLVER.AMP.ENABLED and not on_cpu
-        return (AMPTrainer if use_amp else SimpleTrainer)(model, data_loader, optimizer)
+        if not cfg.SOLVER.AMP.ENABLED:
+            return SimpleTrainer(model, data_loader, optimizer)
+        if not on_cpu:
+            return AMPTrainer(model, data_loader, optimizer)
+        supported, why = cpu_bf16_support()
+        if not supported:
+            logger.warning("SOLVER.AMP.ENABLED on CPU: training in fp32, because %s.", why)
+            return SimpleTrainer(model, data_loader, optimizer)
+        logger.info("SOLVER.AMP.ENABLED on CPU: training under bf16 autocast (%s).", why)
+        return CPUAutocastTrainer(model, data_loader, optimizer)
 
     def build_checkpointer(self, cfg, model) -> Mask2FormerCheckpointer:
         """Atomic, validating checkpointer saving the model and this trainer's state."""

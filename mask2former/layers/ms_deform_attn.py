@@ -6,8 +6,45 @@ based on `grid_sample`. The choice is explicit, never by catching a kernel's exc
 
 The compiled operators are `torch.ops.mask2former.ms_deform_attn_forward` /
 `ms_deform_attn_backward` (registered with TORCH_LIBRARY; their autograd formula is a C++
-Autograd kernel). Fake implementations registered here let `torch.compile` and `torch.export`
-trace them. Set MASK2FORMER_DISABLE_EXT=1 to ignore the compiled extension (pure PyTorch).
+Autograd kernel, their autocast policy AutocastCPU/AutocastCUDA kernels). Fake implementations
+registered here let `torch.compile` and `torch.export` trace them. Set MASK2FORMER_DISABLE_EXT=1
+to ignore the compiled extension (pure PyTorch).
+
+Dtypes (the same on every backend: native CPU, native CUDA, pytorch):
+
+    value (and output)   sampling_locations       attention_weights
+    float64              float64                  float64
+    float32              float32                  float32
+    bfloat16 / float16   value's dtype or float32 value's dtype or float32
+
+Other combinations raise a ValueError naming the argument (cast them yourself). Arithmetic is in
+float32 (float64 for float64): 16-bit values and weights are read as they are, the bilinear sums
+accumulate in float32 and the output is rounded once to value's dtype; the backward accumulates
+the value gradient in a float32 buffer and returns each gradient in its input's dtype. float32
+sampling locations are recommended with 16-bit values: a bfloat16 location in [0.5, 1] carries
+an error of up to 2**-9, i.e. 1/8 pixel on a 64-pixel level and 1/4 on a 128-pixel one. The
+native CPU kernels for 16-bit values are vectorised with AVX-512 or AVX2 (whichever torch uses on
+the machine; `torch.ops.mask2former.cpu_vector_isa()` says which), else scalar; the pytorch
+backend computes 16-bit inputs in float32 and rounds the output.
+
+Autocast (`torch.autocast("cpu"|"cuda", dtype=T)`, T = bfloat16 or float16): the op runs in T
+instead of whatever dtype it is handed: value is cast to T, sampling_locations and
+attention_weights are kept when they are float32 or T and cast to float32 otherwise; the output
+has dtype T. A float64 value is left alone (as autocast does). The native op applies this in its
+Autocast kernels (so direct `torch.ops` calls and compiled graphs get it too), `ms_deform_attn`
+applies the same rule in Python for every backend (under torch.compile it leaves it to the
+Autocast kernel: dynamo cannot read the autocast dtype in torch 2.3).
+
+Precision of 16-bit inputs (tests/layers/test_ms_deform_attn_lowp.py checks these bounds):
+  * against the float64 computation on the same (already 16-bit) inputs, every element of the
+    output and of the value gradient is within two units of rounding of its dtype plus the
+    float32 summation error: |err| <= 2**-7 |ref| + 1e-5 max|ref| (bfloat16; 2**-10 for
+    float16); float32 location / weight gradients within 1e-4 max|ref|;
+  * against the float32 op on the unrounded float32 inputs (value and weights rounded to the
+    16-bit dtype, locations float32): max|err| <= 1e-2 max|ref| for the bfloat16 output and
+    2e-2 for its gradients (float16: 2e-3 / 4e-3); measured on the test inputs: 3.9e-3 / 5.1e-3
+    (float16: 4.9e-4 / 9.1e-4). With bfloat16 locations the location error dominates (up to
+    0.12 of max|out| on the same inputs, whose points sit on borders and pixel edges).
 """
 import importlib.util
 import math
@@ -53,6 +90,9 @@ def _load_extension():
 _HAS_EXT, _HAS_CUDA_KERNELS, _EXT_REASON = _load_extension()
 
 
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
 def _register_fake(qualname):
     """`torch.library.register_fake` (torch >= 2.4) or `impl_abstract` (torch 2.3)."""
     if hasattr(torch.library, "register_fake"):
@@ -82,6 +122,40 @@ if _HAS_EXT:
                        attention_weights, grad_output):
         return (torch.empty_like(value), torch.empty_like(sampling_locations),
                 torch.empty_like(attention_weights))
+
+
+def _autocast_enabled(device_type):
+    """Whether `torch.autocast` is enabled for `device_type` ("cpu" or "cuda")."""
+    if device_type not in ("cpu", "cuda"):
+        return False
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.is_autocast_enabled(device_type)
+    return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def _autocast_dtype(device_type):
+    """The autocast dtype of `device_type` (only meaningful when autocast is enabled)."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype(device_type)
+    if device_type == "cpu":
+        return torch.get_autocast_cpu_dtype()
+    return torch.get_autocast_gpu_dtype()
+
+
+def _apply_autocast(value, sampling_locations, attention_weights):
+    """The op's autocast policy (see the module docstring; the C++ Autocast kernels apply the
+    same). Returns (value, sampling_locations, attention_weights, autocast_dtype or None)."""
+    if (not isinstance(value, torch.Tensor) or not value.is_floating_point()
+            or value.dtype == torch.float64 or not _autocast_enabled(value.device.type)):
+        return value, sampling_locations, attention_weights, None
+    dtype = _autocast_dtype(value.device.type)
+
+    def param(t):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            return t  # rejected by _check_inputs
+        return t if t.dtype in (torch.float32, dtype) else t.float()
+
+    return value.to(dtype), param(sampling_locations), param(attention_weights), dtype
 
 
 def extension_loaded() -> bool:
@@ -138,7 +212,8 @@ def _shape_pairs(spatial_shapes):
     )
 
 
-def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                  check_dtypes=True):
     """Raises ValueError naming the offending argument (see `ms_deform_attn` for shapes).
 
     Values inside tensors (spatial_shapes, level_start_index) are read only outside tracing
@@ -196,9 +271,18 @@ def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, 
     if not value.is_floating_point():
         raise ValueError(f"ms_deform_attn: value must be a floating tensor, got {value.dtype}")
     for name in ("sampling_locations", "attention_weights"):
-        if args[name].dtype != value.dtype:
-            raise ValueError(f"ms_deform_attn: {name} has dtype {args[name].dtype} but value has "
-                             f"{value.dtype}; cast them to one floating dtype")
+        if not check_dtypes:
+            break
+        dtype = args[name].dtype
+        if dtype == value.dtype or (value.dtype in _LOW_PRECISION and dtype == torch.float32):
+            continue
+        if value.dtype in _LOW_PRECISION:
+            raise ValueError(f"ms_deform_attn: {name} has dtype {dtype}, which is not allowed "
+                             f"with value {value.dtype}; use {value.dtype} or torch.float32 "
+                             f"(float32 sampling_locations keep sub-pixel precision)")
+        raise ValueError(f"ms_deform_attn: {name} has dtype {dtype} but value has "
+                         f"{value.dtype}; cast it to {value.dtype} (only a bfloat16/float16 "
+                         f"value also takes float32 {name})")
     for name in ("spatial_shapes", "level_start_index"):
         if name in tensors and tensors[name].dtype != torch.int64:
             raise ValueError(f"ms_deform_attn: {name} must be int64 (torch.long), "
@@ -239,8 +323,17 @@ def ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_lo
         sampling_locations: [N, Lq, M, L, P, 2] normalised (x, y); outside [0, 1] samples zeros
         attention_weights: [N, Lq, M, L, P]
     Returns:
-        [N, Lq, M*D]
+        [N, Lq, M*D] in value's dtype. Computed in the widest dtype of the three inputs, at
+        least float32: a bfloat16/float16 value is computed in float32 (as the native kernels
+        do) and the output rounded to its dtype.
     """
+    if (value.dtype in _LOW_PRECISION
+            or not value.dtype == sampling_locations.dtype == attention_weights.dtype):
+        dtype = torch.promote_types(torch.promote_types(value.dtype, sampling_locations.dtype),
+                                    torch.promote_types(attention_weights.dtype, torch.float32))
+        out = ms_deform_attn_pytorch(value.to(dtype), spatial_shapes, level_start_index,
+                                     sampling_locations.to(dtype), attention_weights.to(dtype))
+        return out.to(value.dtype)
     N, S, M, D = value.shape
     _, Lq, _, L, P, _ = sampling_locations.shape
     pairs = _shape_pairs(spatial_shapes)
@@ -263,26 +356,39 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
     """Multi-scale deformable attention.
 
     Args:
-        value: [N, S, M, D] floating (float32/float64; also float16/bfloat16 natively)
+        value: [N, S, M, D] floating: float32, float64, bfloat16 or float16 (dtype rules,
+            autocast and the precision of 16-bit inputs: see the module docstring)
         spatial_shapes: [L, 2] int64 (H, W) per level, sum(H*W) == S; or the same as a list
             of L (H, W) Python ints, which the "pytorch" backend uses without reading a
             tensor back (no graph break under torch.compile, no CUDA synchronisation)
         level_start_index: [L] int64, exclusive cumulative sum of H*W
-        sampling_locations: [N, Lq, M, L, P, 2] normalised (x, y), same dtype as value; (0, 0)
-            is the top-left corner of the top-left pixel; points outside [0, 1] sample zeros
-        attention_weights: [N, Lq, M, L, P], same dtype as value
+        sampling_locations: [N, Lq, M, L, P, 2] normalised (x, y), value's dtype (or float32
+            with a 16-bit value); (0, 0) is the top-left corner of the top-left pixel; points
+            outside [0, 1] sample zeros
+        attention_weights: [N, Lq, M, L, P], value's dtype (or float32 with a 16-bit value)
         backend: "auto" (native when `mask2former._C` was built for value's device, else
             pytorch), "native" (the compiled kernels; RuntimeError when not built for the
             device) or "pytorch" (the `grid_sample` reference).
     Returns:
-        [N, Lq, M*D]
+        [N, Lq, M*D], value's dtype (the autocast dtype under torch.autocast)
 
     All inputs must be on one device. The native path makes inputs contiguous (copying
     non-contiguous ones); calling torch.ops.mask2former.* directly requires contiguous inputs.
     """
     if backend not in ("auto", "native", "pytorch"):
         raise ValueError(f"backend must be 'auto', 'native' or 'pytorch', got {backend!r}")
-    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    compiling_autocast = (isinstance(value, torch.Tensor) and torch.compiler.is_compiling()
+                          and _autocast_enabled(value.device.type))
+    if compiling_autocast:
+        # torch.compile (torch 2.3) cannot read the autocast dtype: the native op's Autocast
+        # kernel applies the policy while the graph is traced (and checks the dtypes); the
+        # pytorch backend computes in the widest dtype of its inputs (at least float32).
+        autocast_dtype = None
+    else:
+        value, sampling_locations, attention_weights, autocast_dtype = _apply_autocast(
+            value, sampling_locations, attention_weights)
+    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                  check_dtypes=not compiling_autocast)
     native = _native_available(value.device)
     if backend == "native" and not native:
         why = _EXT_REASON if not _HAS_EXT else f"it was built without {value.device.type} kernels"
@@ -291,8 +397,12 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
             f"kernels, but {why}; {_BUILD_HINT}. Available backends: {available_backends()}"
         )
     if backend == "pytorch" or not native:
-        return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index,
-                                      sampling_locations, attention_weights)
+        if autocast_dtype is None:
+            return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index,
+                                          sampling_locations, attention_weights)
+        with torch.autocast(value.device.type, enabled=False):  # dtypes are final already
+            return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index,
+                                          sampling_locations, attention_weights)
     if not isinstance(spatial_shapes, torch.Tensor):
         spatial_shapes = torch.tensor(spatial_shapes, dtype=torch.long, device=value.device)
     return torch.ops.mask2former.ms_deform_attn_forward(
@@ -306,6 +416,12 @@ class MSDeformAttn(nn.Module):
     Args:
         d_model: channels C; n_levels: L; n_heads: M (C % M == 0); n_points: P per level and head
         backend: passed to `ms_deform_attn` ("auto", "native" or "pytorch")
+
+    Dtypes: a float32/float64 module samples in the widest dtype of value, locations and weights.
+    When value is bfloat16/float16 (under autocast, or a 16-bit module) the op samples it in that
+    dtype (the native 16-bit kernels), with the locations in float32 when they are (they are
+    whenever the reference points are: the pixel decoder makes them float32) and the weights as
+    they are (16-bit or float32); the output has value's dtype.
     """
 
     def __init__(self, d_model=256, n_levels=4, n_heads=8, n_points=4, backend="auto"):
@@ -365,9 +481,19 @@ class MSDeformAttn(nn.Module):
             normalizer = torch.tensor([(w, h) for h, w in input_spatial_shapes],
                                       dtype=torch.long, device=offsets.device)
         locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        # Under autocast value may be float16 while locations/weights are float32: sample in the
-        # widest of the three dtypes (locations need the precision), then return value's dtype.
-        dtype = torch.promote_types(torch.promote_types(value.dtype, locations.dtype), weights.dtype)
-        out = ms_deform_attn(value.to(dtype), input_spatial_shapes, input_level_start_index,
-                             locations.to(dtype), weights.to(dtype), backend=self.backend)
+        if value.dtype in _LOW_PRECISION:
+            # Under autocast (or in a 16-bit model) value is bfloat16/float16: the op samples it
+            # natively, with locations/weights in float32 unless they already have value's
+            # dtype (locations computed from float32 reference points stay float32).
+            def param(t):
+                return t if t.dtype in (value.dtype, torch.float32) else t.float()
+
+            out = ms_deform_attn(value, input_spatial_shapes, input_level_start_index,
+                                 param(locations), param(weights), backend=self.backend)
+        else:
+            # float32/float64: sample in the widest of the three dtypes
+            dtype = torch.promote_types(torch.promote_types(value.dtype, locations.dtype),
+                                        weights.dtype)
+            out = ms_deform_attn(value.to(dtype), input_spatial_shapes, input_level_start_index,
+                                 locations.to(dtype), weights.to(dtype), backend=self.backend)
         return self.output_proj(out.to(value.dtype))

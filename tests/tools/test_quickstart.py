@@ -53,11 +53,33 @@ def test_read_eval_metrics_keeps_last_values(tmp_path):
     assert quickstart.read_eval_metrics(str(tmp_path / "none.json")) == {}
 
 
+def test_missed_targets_fail_the_quick_start():
+    assert quickstart.missed_targets({"PQ": 82.7, "PQ things": 71.4}, 60, 45) is None
+    msg = quickstart.missed_targets({"PQ": 59.9, "PQ things": 71.4}, 60, 45)
+    assert msg and "PQ 59.9 < 60" in msg and "things" not in msg
+    assert "PQ things missing" in quickstart.missed_targets({"PQ": 70.0}, 60, 45)
+
+
+def test_quickstart_fails_when_the_model_misses_its_minimum(tmp_path):
+    """3 iterations cannot reach PQ 60: the script says so and exits non-zero (after writing the
+    pictures and summary)."""
+    out = tmp_path / "qs"
+    argv = [sys.executable, os.path.join(ROOT, "tools", "quickstart.py"), "--output", str(out),
+            "--num-train", "4", "--num-val", "2", "--iters", "2", "--batch", "2",
+            "--demo-images", "1", "--opts", "INPUT.MIN_SIZE_TEST", "128"]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "missed its documented minimum" in res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert "missed its documented minimum" in summary["error"] and summary["metrics"]["PQ"] < 60
+
+
 def test_quickstart_smoke(tmp_path):
     out = tmp_path / "qs"
     argv = [sys.executable, os.path.join(ROOT, "tools", "quickstart.py"), "--output", str(out),
             "--num-train", "6", "--num-val", "2", "--iters", "3", "--batch", "2",
-            "--demo-images", "2", "--opts", "INPUT.MIN_SIZE_TEST", "128"]
+            "--demo-images", "2", "--min-pq", "0", "--min-pq-things", "0",
+            "--opts", "INPUT.MIN_SIZE_TEST", "128"]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -1,12 +1,15 @@
 // Operator registration of multi-scale deformable attention:
 //   mask2former::ms_deform_attn_forward, mask2former::ms_deform_attn_backward (CPU and CUDA
-//   kernels), their autograd formula (an Autograd kernel), and
-//   mask2former::compiled_with_cuda() reporting whether the CUDA kernels were built.
+//   kernels), their autograd formula (an Autograd kernel), their autocast policy (AutocastCPU /
+//   AutocastCUDA kernels), mask2former::compiled_with_cuda() reporting whether the CUDA kernels
+//   were built and mask2former::cpu_vector_isa() naming the vector code of the 16-bit CPU kernels.
 // The fake (meta) implementations used by torch.compile / torch.export live in Python
 // (mask2former/layers/ms_deform_attn.py).
 #include <Python.h>
 
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -26,6 +29,20 @@ void check_contiguous(const at::Tensor& t, const char* name, const char* op_name
   TORCH_CHECK(t.is_contiguous(), op_name, ": ", name,
               " must be contiguous (call .contiguous() first; the Python function "
               "mask2former.layers.ms_deform_attn does this for you)");
+}
+
+// sampling_locations / attention_weights: value's dtype, or float32 when value is 16-bit.
+void check_param_dtype(const at::Tensor& t, const at::Tensor& value, const char* name,
+                       const char* op_name) {
+  const auto v = value.scalar_type(), p = t.scalar_type();
+  const bool half_value = v == at::kHalf || v == at::kBFloat16;
+  if (p == v || (half_value && p == at::kFloat)) return;
+  if (half_value) {
+    TORCH_CHECK(false, op_name, ": ", name, " dtype ", p, " is not allowed with value dtype ", v,
+                "; use ", v, " or float32 (float32 sampling_locations keep sub-pixel precision)");
+  }
+  TORCH_CHECK(false, op_name, ": ", name, " dtype ", p, " differs from value dtype ", v,
+              "; cast it to ", v, " (only bfloat16/float16 value also takes float32 ", name, ")");
 }
 
 }  // namespace
@@ -49,12 +66,8 @@ void check_ms_deform_attn_inputs(const at::Tensor& value, const at::Tensor& spat
 
   TORCH_CHECK(at::isFloatingType(value.scalar_type()), op_name,
               ": value must be a floating tensor, got ", value.scalar_type());
-  TORCH_CHECK(sampling_locations.scalar_type() == value.scalar_type(), op_name,
-              ": sampling_locations dtype ", sampling_locations.scalar_type(),
-              " differs from value dtype ", value.scalar_type());
-  TORCH_CHECK(attention_weights.scalar_type() == value.scalar_type(), op_name,
-              ": attention_weights dtype ", attention_weights.scalar_type(),
-              " differs from value dtype ", value.scalar_type());
+  check_param_dtype(sampling_locations, value, "sampling_locations", op_name);
+  check_param_dtype(attention_weights, value, "attention_weights", op_name);
   TORCH_CHECK(spatial_shapes.scalar_type() == at::kLong, op_name,
               ": spatial_shapes must be int64, got ", spatial_shapes.scalar_type());
   TORCH_CHECK(level_start_index.scalar_type() == at::kLong, op_name,
@@ -213,6 +226,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_autograd(
   return std::make_tuple(r[0], r[1], r[2]);
 }
 
+// Autocast policy (torch.autocast on CPU or CUDA with a 16-bit dtype T): the op runs its native
+// T kernel instead of falling through in whatever dtypes it was given.
+//   - a float64 value: nothing is cast (autocast leaves float64 alone);
+//   - otherwise value is cast to T, and sampling_locations / attention_weights are kept when
+//     they are float32 or T and cast to float32 otherwise (float32 locations keep sub-pixel
+//     precision; the kernel reads either dtype without a copy).
+// The output has dtype T; autograd returns the gradients in the inputs' original dtypes.
+template <c10::DeviceType device_type>
+at::Tensor forward_autocast(const at::Tensor& value, const at::Tensor& spatial_shapes,
+                            const at::Tensor& level_start_index,
+                            const at::Tensor& sampling_locations,
+                            const at::Tensor& attention_weights) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(
+      at::autocast::get_autocast_dispatch_key_from_device_type(device_type));
+  const auto lowp = at::autocast::get_lower_precision_fp_from_device_type(device_type);
+  const auto v = value.scalar_type();
+  if (!at::isFloatingType(v) || v == at::kDouble) {
+    return call_forward(value, spatial_shapes, level_start_index, sampling_locations,
+                        attention_weights);
+  }
+  auto param = [&](const at::Tensor& t) {
+    const auto p = t.scalar_type();
+    return (p == at::kFloat || p == lowp || !at::isFloatingType(p)) ? t : t.to(at::kFloat);
+  };
+  return call_forward(value.to(lowp), spatial_shapes, level_start_index,
+                      param(sampling_locations), param(attention_weights));
+}
+
 bool compiled_with_cuda() {
 #ifdef WITH_CUDA
   return true;
@@ -237,6 +278,7 @@ TORCH_LIBRARY(mask2former, m) {
       "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output) "
       "-> (Tensor, Tensor, Tensor)");
   m.def("compiled_with_cuda() -> bool", &mask2former::compiled_with_cuda);
+  m.def("cpu_vector_isa() -> str", &mask2former::cpu_vector_isa);
 }
 
 TORCH_LIBRARY_IMPL(mask2former, CPU, m) {
@@ -247,6 +289,14 @@ TORCH_LIBRARY_IMPL(mask2former, CPU, m) {
 TORCH_LIBRARY_IMPL(mask2former, Autograd, m) {
   m.impl("ms_deform_attn_forward", &mask2former::forward_autograd);
   m.impl("ms_deform_attn_backward", &mask2former::backward_autograd);
+}
+
+TORCH_LIBRARY_IMPL(mask2former, AutocastCPU, m) {
+  m.impl("ms_deform_attn_forward", &mask2former::forward_autocast<c10::DeviceType::CPU>);
+}
+
+TORCH_LIBRARY_IMPL(mask2former, AutocastCUDA, m) {
+  m.impl("ms_deform_attn_forward", &mask2former::forward_autocast<c10::DeviceType::CUDA>);
 }
 
 // `from mask2former import _C` loads this library, which registers the operators above with the

@@ -1,13 +1,15 @@
 // CPU kernels of multi-scale deformable attention (forward and backward), parallelised with
 // at::parallel_for. The sampling arithmetic is the shared host/device code of
 // ms_deform_attn_bilinear.h. Accumulation is in at::opmath_type (float for float/half/bfloat16,
-// double for double).
+// double for double). These generic kernels serve every dtype; a bfloat16/float16 value goes to
+// the vectorised kernels of ms_deform_attn_cpu_lowp.cpp when the CPU has AVX-512 or AVX2.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
 #include <vector>
 
+#include "cpu/ms_deform_attn_cpu.h"
 #include "ms_deform_attn.h"
 #include "ms_deform_attn_bilinear.h"
 
@@ -15,18 +17,18 @@ namespace mask2former {
 
 namespace {
 
-struct Sizes {
-  int64_t N, S, M, D, Lq, L, P;
-};
+using cpu::Sizes;
 
 Sizes get_sizes(const at::Tensor& value, const at::Tensor& sampling_locations) {
   return {value.size(0), value.size(1), value.size(2), value.size(3),
           sampling_locations.size(1), sampling_locations.size(3), sampling_locations.size(4)};
 }
 
-template <typename scalar_t>
+// scalar_t: value and output; loc_t / w_t: sampling locations / attention weights (scalar_t,
+// or float for a 16-bit scalar_t).
+template <typename scalar_t, typename loc_t, typename w_t>
 void forward_kernel(const Sizes& z, const scalar_t* value, const int64_t* shapes,
-                    const int64_t* starts, const scalar_t* locations, const scalar_t* weights,
+                    const int64_t* starts, const loc_t* locations, const w_t* weights,
                     scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t MD = z.M * z.D;
@@ -40,8 +42,8 @@ void forward_kernel(const Sizes& z, const scalar_t* value, const int64_t* shapes
       for (int64_t m = 0; m < z.M; ++m) {
         std::fill(acc.begin(), acc.end(), static_cast<acc_t>(0));
         const int64_t qm = nq * z.M + m;  // index of (n, q, m)
-        const scalar_t* loc = locations + qm * LP * 2;
-        const scalar_t* att = weights + qm * LP;
+        const loc_t* loc = locations + qm * LP * 2;
+        const w_t* att = weights + qm * LP;
         for (int64_t l = 0; l < z.L; ++l) {
           const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
           const scalar_t* vlevel = value + (n * z.S + starts[l]) * MD + m * z.D;
@@ -72,11 +74,11 @@ void forward_kernel(const Sizes& z, const scalar_t* value, const int64_t* shapes
 
 // One task per (n, m): it owns grad_value[n, :, m, :] exclusively, so no atomics are needed and
 // the result is deterministic. grad_value_acc is in acc_t (a float copy for half/bfloat16).
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename loc_t, typename w_t, typename acc_t>
 void backward_kernel(const Sizes& z, const scalar_t* value, const int64_t* shapes,
-                     const int64_t* starts, const scalar_t* locations, const scalar_t* weights,
-                     const scalar_t* grad_out, acc_t* grad_value, scalar_t* grad_locations,
-                     scalar_t* grad_weights) {
+                     const int64_t* starts, const loc_t* locations, const w_t* weights,
+                     const scalar_t* grad_out, acc_t* grad_value, loc_t* grad_locations,
+                     w_t* grad_weights) {
   const int64_t MD = z.M * z.D;
   const int64_t LP = z.L * z.P;
   at::parallel_for(0, z.N * z.M, 1, [&](int64_t begin, int64_t end) {
@@ -87,10 +89,10 @@ void backward_kernel(const Sizes& z, const scalar_t* value, const int64_t* shape
         const int64_t qm = (n * z.Lq + q) * z.M + m;
         const scalar_t* g = grad_out + qm * z.D;
         for (int64_t d = 0; d < z.D; ++d) go[d] = static_cast<acc_t>(g[d]);
-        const scalar_t* loc = locations + qm * LP * 2;
-        const scalar_t* att = weights + qm * LP;
-        scalar_t* gloc = grad_locations + qm * LP * 2;
-        scalar_t* gatt = grad_weights + qm * LP;
+        const loc_t* loc = locations + qm * LP * 2;
+        const w_t* att = weights + qm * LP;
+        loc_t* gloc = grad_locations + qm * LP * 2;
+        w_t* gatt = grad_weights + qm * LP;
         for (int64_t l = 0; l < z.L; ++l) {
           const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
           const int64_t base = (n * z.S + starts[l]) * MD + m * z.D;
@@ -101,7 +103,8 @@ void backward_kernel(const Sizes& z, const scalar_t* value, const int64_t* shape
             BilinearPoint<acc_t> b;
             if (!bilinear_point(static_cast<acc_t>(loc[2 * lp]),
                                 static_cast<acc_t>(loc[2 * lp + 1]), H, W, b)) {
-              gloc[2 * lp] = gloc[2 * lp + 1] = gatt[lp] = static_cast<scalar_t>(0);
+              gloc[2 * lp] = gloc[2 * lp + 1] = static_cast<loc_t>(0);
+              gatt[lp] = static_cast<w_t>(0);
               continue;
             }
             const acc_t a = static_cast<acc_t>(att[lp]);
@@ -121,9 +124,9 @@ void backward_kernel(const Sizes& z, const scalar_t* value, const int64_t* shape
             }
             acc_t dx, dy;
             bilinear_grad_location(b, dots, H, W, dx, dy);
-            gloc[2 * lp] = static_cast<scalar_t>(a * dx);
-            gloc[2 * lp + 1] = static_cast<scalar_t>(a * dy);
-            gatt[lp] = static_cast<scalar_t>(bilinear_interp(b, dots));
+            gloc[2 * lp] = static_cast<loc_t>(a * dx);
+            gloc[2 * lp + 1] = static_cast<loc_t>(a * dy);
+            gatt[lp] = static_cast<w_t>(bilinear_interp(b, dots));
           }
         }
       }
@@ -142,13 +145,20 @@ at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value, const at::Tensor&
   const Sizes z = get_sizes(value, sampling_locations);
   auto out = at::empty({z.N, z.Lq, z.M * z.D}, value.options());
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_forward_cpu", [&] {
-        forward_kernel<scalar_t>(z, value.data_ptr<scalar_t>(),
-                                 spatial_shapes.data_ptr<int64_t>(),
-                                 level_start_index.data_ptr<int64_t>(),
-                                 sampling_locations.data_ptr<scalar_t>(),
-                                 attention_weights.data_ptr<scalar_t>(), out.data_ptr<scalar_t>());
+  if (cpu::forward_lowp(z, value, spatial_shapes, level_start_index, sampling_locations,
+                        attention_weights, out)) {
+    return out;
+  }
+  dispatch_ms_deform_attn_types(
+      value, sampling_locations, attention_weights,
+      [&](auto value_tag, auto loc_tag, auto w_tag) {
+        using scalar_t = typename decltype(value_tag)::type;
+        using loc_t = typename decltype(loc_tag)::type;
+        using w_t = typename decltype(w_tag)::type;
+        forward_kernel<scalar_t, loc_t, w_t>(
+            z, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
+            level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<loc_t>(),
+            attention_weights.data_ptr<w_t>(), out.data_ptr<scalar_t>());
       });
   return out;
 }
@@ -168,16 +178,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
   auto grad_locations = at::empty_like(sampling_locations);
   auto grad_weights = at::empty_like(attention_weights);
   if (grad_locations.numel() > 0 && value.numel() > 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
-          using acc_t = at::opmath_type<scalar_t>;
-          backward_kernel<scalar_t, acc_t>(
-              z, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
-              level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<scalar_t>(),
-              attention_weights.data_ptr<scalar_t>(), grad_output.data_ptr<scalar_t>(),
-              grad_value_acc.data_ptr<acc_t>(), grad_locations.data_ptr<scalar_t>(),
-              grad_weights.data_ptr<scalar_t>());
-        });
+    if (!cpu::backward_lowp(z, value, spatial_shapes, level_start_index, sampling_locations,
+                            attention_weights, grad_output, grad_value_acc, grad_locations,
+                            grad_weights)) {
+      dispatch_ms_deform_attn_types(
+          value, sampling_locations, attention_weights,
+          [&](auto value_tag, auto loc_tag, auto w_tag) {
+            using scalar_t = typename decltype(value_tag)::type;
+            using loc_t = typename decltype(loc_tag)::type;
+            using w_t = typename decltype(w_tag)::type;
+            using acc_t = at::opmath_type<scalar_t>;
+            backward_kernel<scalar_t, loc_t, w_t, acc_t>(
+                z, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
+                level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<loc_t>(),
+                attention_weights.data_ptr<w_t>(), grad_output.data_ptr<scalar_t>(),
+                grad_value_acc.data_ptr<acc_t>(), grad_locations.data_ptr<loc_t>(),
+                grad_weights.data_ptr<w_t>());
+          });
+    }
   } else {
     grad_locations.zero_();
     grad_weights.zero_();

@@ -1,8 +1,11 @@
 // CUDA kernels of multi-scale deformable attention (forward and backward) for float32, float64,
-// float16 and bfloat16. Arithmetic is in at::opmath_type (float for the 16-bit types) and uses
-// the shared host/device code of ms_deform_attn_bilinear.h, the same as the CPU kernels.
-// Gradients of value are accumulated with atomicAdd into an opmath-typed buffer and cast on
-// write.
+// float16 and bfloat16 values; with a 16-bit value, sampling locations and attention weights may
+// be float32 or the value's dtype (dtype rules: ms_deform_attn.h). Arithmetic is in
+// at::opmath_type (float for the 16-bit types) and uses the shared host/device code of
+// ms_deform_attn_bilinear.h, the same as the CPU kernels: 16-bit values are read as they are,
+// sums accumulate in float32 and the output is rounded once. Gradients of value are accumulated
+// with atomicAdd into an opmath-typed (float32) buffer and cast at the end; location and weight
+// gradients are written in their inputs' dtypes.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -29,13 +32,13 @@ int64_t num_blocks(int64_t n) {
 
 // One thread per output element (n, q, m, d): neighbouring threads read neighbouring channels
 // of the same value rows (coalesced).
-template <typename scalar_t>
+template <typename scalar_t, typename loc_t, typename w_t>
 __global__ void forward_kernel(int64_t total, int64_t S, int64_t M, int64_t D, int64_t Lq,
                                int64_t L, int64_t P, const scalar_t* __restrict__ value,
                                const int64_t* __restrict__ shapes,
                                const int64_t* __restrict__ starts,
-                               const scalar_t* __restrict__ locations,
-                               const scalar_t* __restrict__ weights,
+                               const loc_t* __restrict__ locations,
+                               const w_t* __restrict__ weights,
                                scalar_t* __restrict__ out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t MD = M * D;
@@ -46,8 +49,8 @@ __global__ void forward_kernel(int64_t total, int64_t S, int64_t M, int64_t D, i
     const int64_t qm = i / D;  // index of (n, q, m)
     const int64_t m = qm % M;
     const int64_t n = qm / (M * Lq);
-    const scalar_t* loc = locations + qm * LP * 2;
-    const scalar_t* att = weights + qm * LP;
+    const loc_t* loc = locations + qm * LP * 2;
+    const w_t* att = weights + qm * LP;
     acc_t acc = 0;
     for (int64_t l = 0; l < L; ++l) {
       const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
@@ -75,17 +78,17 @@ __global__ void forward_kernel(int64_t total, int64_t S, int64_t M, int64_t D, i
 // One thread per sampling point (n, q, m, l, p): it loops over the D channels, so the location
 // and attention-weight gradients (sums over channels) are written without atomics; the value
 // gradient is scattered with atomicAdd into grad_value (opmath-typed).
-template <typename scalar_t>
+template <typename scalar_t, typename loc_t, typename w_t>
 __global__ void backward_kernel(int64_t total, int64_t S, int64_t M, int64_t D, int64_t Lq,
                                 int64_t L, int64_t P, const scalar_t* __restrict__ value,
                                 const int64_t* __restrict__ shapes,
                                 const int64_t* __restrict__ starts,
-                                const scalar_t* __restrict__ locations,
-                                const scalar_t* __restrict__ weights,
+                                const loc_t* __restrict__ locations,
+                                const w_t* __restrict__ weights,
                                 const scalar_t* __restrict__ grad_out,
                                 at::opmath_type<scalar_t>* __restrict__ grad_value,
-                                scalar_t* __restrict__ grad_locations,
-                                scalar_t* __restrict__ grad_weights) {
+                                loc_t* __restrict__ grad_locations,
+                                w_t* __restrict__ grad_weights) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t MD = M * D;
   const int64_t LP = L * P;
@@ -100,8 +103,8 @@ __global__ void backward_kernel(int64_t total, int64_t S, int64_t M, int64_t D, 
     BilinearPoint<acc_t> b;
     if (!bilinear_point(static_cast<acc_t>(locations[2 * i]),
                         static_cast<acc_t>(locations[2 * i + 1]), H, W, b)) {
-      grad_locations[2 * i] = grad_locations[2 * i + 1] = grad_weights[i] =
-          static_cast<scalar_t>(0);
+      grad_locations[2 * i] = grad_locations[2 * i + 1] = static_cast<loc_t>(0);
+      grad_weights[i] = static_cast<w_t>(0);
       continue;
     }
     const acc_t a = static_cast<acc_t>(weights[i]);
@@ -123,9 +126,9 @@ __global__ void backward_kernel(int64_t total, int64_t S, int64_t M, int64_t D, 
     }
     acc_t dx, dy;
     bilinear_grad_location(b, dots, H, W, dx, dy);
-    grad_locations[2 * i] = static_cast<scalar_t>(a * dx);
-    grad_locations[2 * i + 1] = static_cast<scalar_t>(a * dy);
-    grad_weights[i] = static_cast<scalar_t>(bilinear_interp(b, dots));
+    grad_locations[2 * i] = static_cast<loc_t>(a * dx);
+    grad_locations[2 * i + 1] = static_cast<loc_t>(a * dy);
+    grad_weights[i] = static_cast<w_t>(bilinear_interp(b, dots));
   }
 }
 
@@ -142,12 +145,16 @@ at::Tensor forward_cuda(const at::Tensor& value, const at::Tensor& spatial_shape
   const int64_t total = out.numel();
   if (total == 0) return out;
   auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_forward_cuda", [&] {
-        forward_kernel<scalar_t><<<num_blocks(total), kThreads, 0, stream>>>(
+  dispatch_ms_deform_attn_types(
+      value, sampling_locations, attention_weights,
+      [&](auto value_tag, auto loc_tag, auto w_tag) {
+        using scalar_t = typename decltype(value_tag)::type;
+        using loc_t = typename decltype(loc_tag)::type;
+        using w_t = typename decltype(w_tag)::type;
+        forward_kernel<scalar_t, loc_t, w_t><<<num_blocks(total), kThreads, 0, stream>>>(
             total, S, M, D, Lq, L, P, value.data_ptr<scalar_t>(),
             spatial_shapes.data_ptr<int64_t>(), level_start_index.data_ptr<int64_t>(),
-            sampling_locations.data_ptr<scalar_t>(), attention_weights.data_ptr<scalar_t>(),
+            sampling_locations.data_ptr<loc_t>(), attention_weights.data_ptr<w_t>(),
             out.data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
@@ -174,15 +181,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
   const int64_t total = attention_weights.numel();
   if (total > 0 && value.numel() > 0) {
     auto stream = at::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_backward_cuda", [&] {
+    dispatch_ms_deform_attn_types(
+        value, sampling_locations, attention_weights,
+        [&](auto value_tag, auto loc_tag, auto w_tag) {
+          using scalar_t = typename decltype(value_tag)::type;
+          using loc_t = typename decltype(loc_tag)::type;
+          using w_t = typename decltype(w_tag)::type;
           using acc_t = at::opmath_type<scalar_t>;
-          backward_kernel<scalar_t><<<num_blocks(total), kThreads, 0, stream>>>(
+          backward_kernel<scalar_t, loc_t, w_t><<<num_blocks(total), kThreads, 0, stream>>>(
               total, S, M, D, Lq, L, P, value.data_ptr<scalar_t>(),
               spatial_shapes.data_ptr<int64_t>(), level_start_index.data_ptr<int64_t>(),
-              sampling_locations.data_ptr<scalar_t>(), attention_weights.data_ptr<scalar_t>(),
+              sampling_locations.data_ptr<loc_t>(), attention_weights.data_ptr<w_t>(),
               grad_output.data_ptr<scalar_t>(), grad_value_acc.data_ptr<acc_t>(),
-              grad_locations.data_ptr<scalar_t>(), grad_weights.data_ptr<scalar_t>());
+              grad_locations.data_ptr<loc_t>(), grad_weights.data_ptr<w_t>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         });
   }

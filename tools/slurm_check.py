@@ -306,7 +306,8 @@ class Check:
     # -------------------------------------------------------------- runs
     def reference(self, w: Workload) -> str:
         out = os.path.join(self.work, f"{w.name}-reference")
-        cmd = [PY, os.path.join(ROOT, w.script), "--num-gpus", "2",
+        # a free port (Detectron2's default one is fixed per user: another run may hold it)
+        cmd = [PY, os.path.join(ROOT, w.script), "--num-gpus", "2", "--dist-url", "auto",
                "--config-file", os.path.join(ROOT, w.config), *w.opts, "MODEL.DEVICE", "cpu",
                "OUTPUT_DIR", out]
         print(f"$ {shlex.join(cmd)}", flush=True)

@@ -19,12 +19,14 @@ CSRC    := $(shell find mask2former/layers/csrc mask2former/utils/csrc -type f 2
 EXT     := $(VENV)/.ext-built
 PYTEST_ARGS ?=
 
-.PHONY: help venv build test quickstart cuda-check bench clean distclean
+.PHONY: help venv build test quickstart cuda-check slurm-check bench clean distclean
 
 help:
 	@echo "make quickstart   create .venv if needed, then train+evaluate+demo a small model on synthetic data (CPU)"
 	@echo "make test         create .venv if needed, build the op, run the test suite"
 	@echo "make cuda-check   compile the CUDA kernels with nvcc for sm_80/sm_90 (no GPU needed)"
+	@echo "make slurm-check  multi-machine + preemption runs of tools/submit_slurm.py on a throwaway"
+	@echo "                  single-host Slurm cluster (installs slurm-wlm and munge with apt if missing)"
 	@echo "make venv         only create/update the environment in $(VENV)"
 	@echo "make build        only (re)build the compiled op mask2former._C"
 
@@ -66,6 +68,9 @@ quickstart: build
 
 cuda-check:
 	tools/cuda_check.sh
+
+slurm-check: build
+	PY=$(abspath $(PY)) tools/slurm_check.sh
 
 bench: build
 	$(PY) tools/benchmark_ms_deform_attn.py

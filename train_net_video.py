@@ -15,11 +15,14 @@ every frame of a test video in order, and scores YouTube-VIS datasets with `YTVI
 from mask2former import add_maskformer2_config, add_maskformer2_video_config
 from mask2former.engine import Trainer, launch_from_command_line, setup, train_or_evaluate
 
-__all__ = ["Trainer", "setup", "main", "invoke_main"]
+__all__ = ["Trainer", "setup", "main", "invoke_main", "CONFIG_FNS"]
+
+# the config keys this script adds to Detectron2's (tools/submit_slurm.py reads them too)
+CONFIG_FNS = (add_maskformer2_config, add_maskformer2_video_config)
 
 
 def main(args):
-    cfg = setup(args, config_fns=(add_maskformer2_config, add_maskformer2_video_config))
+    cfg = setup(args, config_fns=CONFIG_FNS)
     return train_or_evaluate(cfg, args, Trainer)
 
 

@@ -7,7 +7,9 @@ from .hooks import (  # noqa: F401
     EnsureFinalCheckpoint,
     NonFiniteLossError,
     NonFiniteLossGuard,
+    PreemptionCheckpoint,
     SkippedSamplesSummary,
+    TrainingPreempted,
 )
 from .predictor import SafeDefaultPredictor  # noqa: F401
 from .trainer import Trainer  # noqa: F401

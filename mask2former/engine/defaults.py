@@ -16,6 +16,7 @@ from ..checkpoint import Mask2FormerCheckpointer
 from ..config import add_maskformer2_config, merge_config_checked
 from ..model_zoo.checks import check_trained_weights
 from ..utils.allocator import cpu_caching_allocator
+from .hooks import TrainingPreempted
 
 __all__ = ["setup", "train_or_evaluate", "launch_from_command_line"]
 
@@ -44,7 +45,11 @@ def train_or_evaluate(cfg, args, trainer_cls):
     """``--eval-only``: load MODEL.WEIGHTS (strict: another NUM_CLASSES is an error naming the
     key, and so are missing, extra or renamed tensors) and evaluate, with TTA when TEST.AUG.ENABLED; otherwise train with ``trainer_cls``
     (``--resume`` continues from OUTPUT_DIR/last_checkpoint). On CPU the caching allocator is
-    installed for the run when CPU_CACHING_ALLOCATOR (see `mask2former.utils.allocator`)."""
+    installed for the run when CPU_CACHING_ALLOCATOR (see `mask2former.utils.allocator`).
+
+    Training stopped by the preemption signal (`mask2former.engine.hooks.PreemptionCheckpoint`)
+    returns ``{"preempted": {"iteration": k, "checkpoint": "model_<k>.pth"}}`` (the same is in
+    OUTPUT_DIR/preempted.json) instead of the evaluation results."""
     with cpu_caching_allocator(enabled=cfg.MODEL.DEVICE == "cpu" and cfg.CPU_CACHING_ALLOCATOR):
         if args.eval_only:
             # no trained weights (empty, or the backbone's ImageNet file): name the zoo entry
@@ -60,7 +65,11 @@ def train_or_evaluate(cfg, args, trainer_cls):
             return res
         trainer = trainer_cls(cfg)
         trainer.resume_or_load(resume=args.resume)
-        return trainer.train()
+        try:
+            return trainer.train()
+        except TrainingPreempted as stop:
+            logger.warning("%s", stop)
+            return {"preempted": {"iteration": stop.iteration, "checkpoint": stop.checkpoint}}
 
 
 def launch_from_command_line(main, script: str, argv=None):

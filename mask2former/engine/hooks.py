@@ -1,7 +1,11 @@
-"""Training hooks: non-finite loss guard, skipped-sample summary, missing final checkpoint."""
+"""Training hooks: non-finite loss guard, skipped-sample summary, missing final checkpoint,
+checkpoint-and-stop on a preemption signal."""
+import json
 import logging
 import math
 import os
+import signal
+import time
 from typing import Dict, List, Optional
 
 import torch
@@ -10,7 +14,8 @@ from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 __all__ = ["NonFiniteLossGuard", "NonFiniteLossError", "AfterBackwardRelay",
-           "SkippedSamplesSummary", "EnsureFinalCheckpoint"]
+           "SkippedSamplesSummary", "EnsureFinalCheckpoint", "PreemptionCheckpoint",
+           "TrainingPreempted", "PREEMPT_SIGNAL_ENV", "PREEMPTED_MARKER", "preempt_signal_from_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -239,3 +244,120 @@ class EnsureFinalCheckpoint(HookBase):
                 self.checkpointer.save(name, iteration=t.max_iter - 1)
             finally:
                 t.iter = it
+
+
+# The launcher (tools/submit_slurm.py, or your own batch script) names the signal the scheduler
+# sends before it stops the job, e.g. MASK2FORMER_PREEMPT_SIGNAL=USR2 (Slurm's --signal).
+PREEMPT_SIGNAL_ENV = "MASK2FORMER_PREEMPT_SIGNAL"
+# Written to OUTPUT_DIR by the main process when training stopped on that signal.
+PREEMPTED_MARKER = "preempted.json"
+
+
+def preempt_signal_from_env(environ=None) -> Optional[signal.Signals]:
+    """The signal named by ``$MASK2FORMER_PREEMPT_SIGNAL`` ("USR2", "SIGUSR2" or a number), or None
+    when it is unset or empty. An unknown name is an error (a typo would silently disable the
+    checkpoint-on-preemption)."""
+    value = (os.environ if environ is None else environ).get(PREEMPT_SIGNAL_ENV, "").strip()
+    if not value:
+        return None
+    name = value.upper()
+    try:
+        if name.isdigit():
+            return signal.Signals(int(name))
+        return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"{PREEMPT_SIGNAL_ENV}={value!r} is not a signal name (e.g. USR2, SIGUSR1, TERM)"
+        ) from None
+
+
+class TrainingPreempted(BaseException):
+    """Training stopped on the preemption signal after saving a checkpoint.
+
+    A BaseException (like KeyboardInterrupt): it is not a failure, so Detectron2's "Exception
+    during training" handler does not log it as one; the hooks' ``after_train`` still run (the
+    metrics of the last iterations are written). `train_or_evaluate` catches it."""
+
+    def __init__(self, iteration: int, checkpoint: str, signal_name: str):
+        self.iteration = iteration
+        self.checkpoint = checkpoint
+        self.signal_name = signal_name
+        super().__init__(
+            f"{signal_name} received: training stopped after iteration {iteration} and saved "
+            f"{checkpoint}; --resume continues at iteration {iteration + 1}.")
+
+
+class PreemptionCheckpoint(HookBase):
+    """Checkpoint at the current iteration and stop when the scheduler announces a preemption.
+
+    A scheduler such as Slurm sends a signal some time before it stops a job (``--signal``; on
+    preemption or at the time limit). On ``signum`` this hook only sets a flag; at the end of the
+    running step every worker agrees (all-reduce, as workers receive the signal at slightly
+    different times), the trainer's checkpointer saves ``model_<iteration>.pth`` (model,
+    optimizer, scheduler, iteration; ``last_checkpoint`` names it), the main process writes
+    ``OUTPUT_DIR/preempted.json`` ({"iteration", "checkpoint", "signal", "time"}) and training
+    ends with :class:`TrainingPreempted`. ``--resume`` then starts at the next iteration: no
+    step is repeated or lost.
+
+    The handler is installed in ``before_train`` and the signal unblocked there (a launcher may
+    block it so that it waits, pending, until training can handle it); both are restored in
+    ``after_train``. The Trainer adds this hook when ``$MASK2FORMER_PREEMPT_SIGNAL`` names a signal.
+    """
+
+    def __init__(self, checkpointer, signum, output_dir: str = "", file_prefix: str = "model"):
+        self.checkpointer = checkpointer
+        self.signum = signal.Signals(signum)
+        self.marker = os.path.join(output_dir, PREEMPTED_MARKER) if output_dir else ""
+        self.file_prefix = file_prefix
+        self._received = False
+        self._previous = None
+        self._previous_mask = None
+
+    def _on_signal(self, signum, frame):  # runs in the main thread, between bytecodes
+        self._received = True
+
+    def before_train(self):
+        self._received = False
+        try:
+            self._previous = signal.signal(self.signum, self._on_signal)
+        except ValueError:  # not the main thread: signals cannot be handled here
+            logger.warning("Training does not run in the main thread: %s will not checkpoint "
+                           "and stop training.", self.signum.name)
+            self._previous = None
+            return
+        self._previous_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {self.signum})
+        logger.info("On %s training saves a checkpoint after the running iteration and stops.",
+                    self.signum.name)
+
+    def after_train(self):
+        if self._previous is not None:
+            signal.signal(self.signum, self._previous)
+            self._previous = None
+        if self._previous_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous_mask)
+            self._previous_mask = None
+
+    def _requested(self) -> bool:
+        requested = self._received
+        if comm.get_world_size() > 1:
+            flag = torch.tensor([float(requested)],
+                                device=next(self.trainer.model.parameters()).device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            requested = bool(flag.item() > 0)
+        return requested
+
+    def after_step(self):
+        if not self._requested():
+            return
+        it = self.trainer.iter
+        name = f"{self.file_prefix}_{it:07d}"
+        self.checkpointer.save(name, iteration=it)  # written by the main process only
+        if comm.is_main_process() and self.marker:
+            record = {"iteration": it, "checkpoint": name + ".pth", "signal": self.signum.name,
+                      "time": time.time()}
+            tmp = self.marker + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(record, f)
+            os.replace(tmp, self.marker)
+        comm.synchronize()  # every worker stops only once the checkpoint and marker are complete
+        raise TrainingPreempted(it, name + ".pth", self.signum.name)

@@ -10,8 +10,9 @@ Everything is built through DefaultTrainer's documented, overridable methods:
 - `build_evaluator`: `mask2former.evaluation.build_evaluators` plus the skipped-images report;
 - `build_optimizer` / `build_lr_scheduler`: `mask2former.solver` (AdamW, backbone multiplier,
   full-model gradient clipping, poly schedule);
-- `build_hooks`: Detectron2's hooks plus the non-finite loss guard, the skipped-sample summary and
-  the missing-final-checkpoint hook (`mask2former.engine.hooks`);
+- `build_hooks`: Detectron2's hooks plus the non-finite loss guard, the skipped-sample summary,
+  the missing-final-checkpoint hook and, when ``$MASK2FORMER_PREEMPT_SIGNAL`` names a signal, the
+  checkpoint-and-stop on that signal (`mask2former.engine.hooks`);
 - `build_checkpointer`: `mask2former.checkpoint.Mask2FormerCheckpointer` (atomic saves, intact-file
   checks on resume, safe loading of released weights);
 - `build_step_trainer`: the inner SimpleTrainer / AMPTrainer that runs one step.
@@ -43,7 +44,14 @@ from ..evaluation import SkippedImagesReporter, build_evaluators
 from ..modeling.test_time_augmentation import SemanticSegmentorWithTTA
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils.precision import cpu_bf16_support
-from .hooks import AfterBackwardRelay, EnsureFinalCheckpoint, NonFiniteLossGuard, SkippedSamplesSummary
+from .hooks import (
+    AfterBackwardRelay,
+    EnsureFinalCheckpoint,
+    NonFiniteLossGuard,
+    PreemptionCheckpoint,
+    SkippedSamplesSummary,
+    preempt_signal_from_env,
+)
 
 __all__ = ["Trainer", "CPUAutocastTrainer"]
 
@@ -118,7 +126,9 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         """Detectron2's default hooks, then the non-finite loss guard (its ``after_backward`` is
         relayed from the inner step trainer, which is where Detectron2 dispatches it), the
-        missing-final-checkpoint hook and the skipped-sample summary."""
+        missing-final-checkpoint hook, the skipped-sample summary and (with
+        ``$MASK2FORMER_PREEMPT_SIGNAL``) `PreemptionCheckpoint`, last so that it saves the state
+        every other hook has updated for the iteration."""
         hooks = super().build_hooks()
         guard = NonFiniteLossGuard.from_config(self.cfg)
         self._trainer.register_hooks([AfterBackwardRelay(guard)])
@@ -127,6 +137,9 @@ class Trainer(DefaultTrainer):
             skip_log = os.path.join(self.cfg.OUTPUT_DIR, "skipped_samples.jsonl")
             set_skip_log(skip_log)  # inherited by the data-loader workers (started later)
             hooks.append(SkippedSamplesSummary(skip_log, self.cfg.DATALOADER.SKIPPED_SUMMARY_PERIOD))
+        signum = preempt_signal_from_env()
+        if signum is not None:
+            hooks.append(PreemptionCheckpoint(self.checkpointer, signum, self.cfg.OUTPUT_DIR))
         return hooks
 
     @classmethod

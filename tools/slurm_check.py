@@ -218,7 +218,6 @@ def adam_steps(ckpt: dict) -> set:
 
 def same_weights(a: dict, b: dict) -> float:
     """Largest absolute difference between the models of two checkpoints."""
-    import torch
 
     expect(a["model"].keys() == b["model"].keys(), "the checkpoints hold different tensors")
     return max(float((a["model"][k].float() - b["model"][k].float()).abs().max())

@@ -117,7 +117,7 @@ def parse_args(argv=None):
     if args.nodes < 1 or args.num_gpus < 1 or args.tasks_per_node < 1:
         parser.error("--nodes, --tasks-per-node and --num-gpus must be >= 1")
     if not 0 <= args.port < 65536:
-        parser.error(f"--port must be in [1, 65535] (or 0 for a port derived from the job id)")
+        parser.error("--port must be in [1, 65535] (or 0 for a port derived from the job id)")
     args.num_machines = args.nodes * args.tasks_per_node
     return args
 

@@ -275,10 +275,11 @@ class MaskFormer(nn.Module):
             # oneDNN's convolutions run NHWC faster on CPU (ResNet-50 at 512x512: ~1.3x);
             # the convolution outputs keep that layout, values agree to float rounding
             x = x.contiguous(memory_format=torch.channels_last)
-        low_precision = not self.training and self.inference_dtype is not None
-        with torch.autocast(x.device.type, dtype=self.inference_dtype, enabled=low_precision):
+        if self.training or self.inference_dtype is None:  # a caller's own autocast still applies
+            return self.sem_seg_head(self.backbone(x), return_aux=return_aux)
+        with torch.autocast(x.device.type, dtype=self.inference_dtype):
             outputs = self.sem_seg_head(self.backbone(x), return_aux=return_aux)
-        return _to_float(outputs) if low_precision else outputs
+        return _to_float(outputs)
 
     def weighted_losses(self, losses):
         """The criterion's losses times their weights (losses without a weight are dropped)."""

@@ -11,5 +11,5 @@ from .hooks import (  # noqa: F401
     SkippedSamplesSummary,
     TrainingPreempted,
 )
-from .predictor import SafeDefaultPredictor  # noqa: F401
+from .predictor import SafeDefaultPredictor, VideoPredictor  # noqa: F401
 from .trainer import Trainer  # noqa: F401

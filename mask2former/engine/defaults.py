@@ -43,8 +43,9 @@ def setup(args, config_fns: Sequence[Callable] = (add_maskformer2_config,)):
 
 def train_or_evaluate(cfg, args, trainer_cls):
     """``--eval-only``: load MODEL.WEIGHTS (strict: another NUM_CLASSES is an error naming the
-    key, and so are missing, extra or renamed tensors) and evaluate, with TTA when TEST.AUG.ENABLED; otherwise train with ``trainer_cls``
-    (``--resume`` continues from OUTPUT_DIR/last_checkpoint). On CPU the caching allocator is
+    key, and so are missing, extra or renamed tensors) and evaluate, with TTA when
+    TEST.AUG.ENABLED; otherwise train with ``trainer_cls`` (``--resume`` continues from
+    OUTPUT_DIR/last_checkpoint). On CPU the caching allocator is
     installed for the run when CPU_CACHING_ALLOCATOR (see `mask2former.utils.allocator`).
 
     Training stopped by the preemption signal (`mask2former.engine.hooks.PreemptionCheckpoint`)

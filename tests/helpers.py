@@ -242,3 +242,24 @@ def parity_tool():
     """``tools/parity_check.py`` as a module: ``run(fixture, config, image=None, *, model=None)``
     -> [(name, agrees, detail)], ``build_model(fixture, config)``, ``report``, ``main``."""
     return load_script("tools/parity_check.py", "m2f_parity_check", register=True)
+
+
+def cfg_value(cfg, dotted: str):
+    """``cfg.A.B.C`` for ``dotted`` = "A.B.C"."""
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def config_mismatches(cfg, expected: dict) -> dict:
+    """{key: (got, expected)} for the keys of ``expected`` whose value in ``cfg`` differs
+    (lists and tuples compare by their items)."""
+    wrong = {}
+    for key, want in expected.items():
+        got = cfg_value(cfg, key)
+        if isinstance(want, (list, tuple)):
+            got, want = list(got), list(want)
+        if got != want:
+            wrong[key] = (got, want)
+    return wrong

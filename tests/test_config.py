@@ -7,7 +7,9 @@ import pytest
 from detectron2.config import get_cfg
 
 from mask2former import add_maskformer2_config, add_maskformer2_video_config
-from helpers import all_config_files as model_configs, is_video_config
+from helpers import all_config_files as model_configs
+from helpers import cfg_value as get
+from helpers import config_mismatches, is_video_config
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 
@@ -78,13 +80,6 @@ DEFAULTS = {
     "SOLVER.POLY_LR_POWER": 0.9,
     "SOLVER.POLY_LR_CONSTANT_ENDING": 0.0,
 }
-
-
-def get(cfg, dotted):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
 
 
 def new_cfg():
@@ -351,13 +346,7 @@ MASK2FORMER_CONFIGS = [  # image configs; the video ones: tests/test_config_vide
 @pytest.mark.parametrize("rel", MASK2FORMER_CONFIGS)
 def test_config_hyper_parameters(rel):
     cfg = load(rel)
-    wrong = {}
-    for key, want in expected_for(rel).items():
-        got = get(cfg, key)
-        if isinstance(want, (list, tuple)):
-            got, want = list(got), list(want)
-        if got != want:
-            wrong[key] = (got, want)
+    wrong = config_mismatches(cfg, expected_for(rel))
     assert not wrong, f"{rel}: (got, expected) {wrong}"
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from detectron2.config import get_cfg
 
-from helpers import CONFIGS, all_config_files, make_cfg
+from helpers import CONFIGS, all_config_files, config_mismatches, make_cfg
+from helpers import cfg_value as get
 from mask2former import add_maskformer2_config, add_maskformer2_video_config
 
 VIDEO_DEFAULTS = {
@@ -35,13 +36,6 @@ SWIN = {  # EMBED_DIM, DEPTHS, NUM_HEADS, WINDOW_SIZE, PRETRAIN_IMG_SIZE
     "swin_b_in21k": (128, [2, 2, 18, 2], [4, 8, 16, 32], 12, 384),
     "swin_l": (192, [2, 2, 18, 2], [6, 12, 24, 48], 12, 384),
 }
-
-
-def get(cfg, dotted):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
 
 
 @pytest.mark.parametrize("key", sorted(VIDEO_DEFAULTS))
@@ -166,11 +160,5 @@ def expected_for(rel):
 @pytest.mark.parametrize("rel", VIDEO_CONFIGS)
 def test_video_config_hyper_parameters(rel):
     cfg = make_cfg(rel)
-    wrong = {}
-    for key, want in expected_for(rel).items():
-        got = get(cfg, key)
-        if isinstance(want, (list, tuple)):
-            got, want = list(got), list(want)
-        if got != want:
-            wrong[key] = (got, want)
+    wrong = config_mismatches(cfg, expected_for(rel))
     assert not wrong, f"{rel}: (got, expected) {wrong}"

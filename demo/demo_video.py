@@ -33,12 +33,11 @@ from mask2former.config import (  # noqa: E402
 from mask2former.data.robust_loading import BadSampleError, read_image  # noqa: E402
 from mask2former.engine.predictor import VideoPredictor  # noqa: E402
 from mask2former.model_zoo import check_trained_weights, exit_on_model_zoo_error  # noqa: E402
+from mask2former.utils.visualizer import draw_tracks  # noqa: E402
 
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
-from detectron2.utils.colormap import random_color  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
-from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 logger = logging.getLogger("demo_video")
@@ -105,46 +104,6 @@ def read_frames(path):
     if not frames:
         raise InputError(f"{path}: not a readable video (OpenCV decoded no frame)")
     return frames, [f"{i:05d}" for i in range(len(frames))], fps
-
-
-def track_colors(num_tracks, metadata, labels):
-    """One RGB colour per track, fixed for the video: the class colour for the first track of a
-    class (when the metadata has colours), random (seeded) colours for the others."""
-    rng_state = np.random.get_state()
-    np.random.seed(0)
-    try:
-        colors, used = [], set()
-        class_colors = metadata.get("thing_colors", None)
-        for i in range(num_tracks):
-            label = int(labels[i])
-            if class_colors is not None and label not in used and label < len(class_colors):
-                colors.append(np.asarray(class_colors[label], dtype=float) / 255.0)
-                used.add(label)
-            else:
-                colors.append(random_color(rgb=True, maximum=1))
-        return colors
-    finally:
-        np.random.set_state(rng_state)
-
-
-def draw_tracks(frames, predictions, metadata, threshold):
-    """BGR frames with the tracks whose score >= ``threshold`` drawn (mask, class and score)."""
-    scores = [float(s) for s in predictions["pred_scores"]]
-    labels = [int(c) for c in predictions["pred_labels"]]
-    keep = [i for i, s in enumerate(scores) if s >= threshold]
-    names = metadata.get("thing_classes", None)
-    colors = track_colors(len(scores), metadata, labels)
-    drawn = []
-    for t, frame in enumerate(frames):
-        vis = Visualizer(frame[:, :, ::-1], metadata)
-        for i in keep:
-            mask = np.asarray(predictions["pred_masks"][i][t], dtype=bool)
-            if not mask.any():
-                continue  # the object is not in this frame
-            name = names[labels[i]] if names and labels[i] < len(names) else str(labels[i])
-            vis.draw_binary_mask(mask, color=colors[i], text=f"{name} {scores[i]:.2f}")
-        drawn.append(np.ascontiguousarray(vis.get_output().get_image()[:, :, ::-1]))
-    return drawn, keep
 
 
 def write_outputs(drawn, names, out_dir, fps):

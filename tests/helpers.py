@@ -53,16 +53,18 @@ def all_config_files():
 
 
 def is_video_config(rel) -> bool:
-    """True for the video (Mask2Former-VIS) configs: ``configs/youtubevis_*``."""
+    """True for the video (Mask2Former-VIS) configs: ``configs/youtubevis_*`` and the video quick
+    start's."""
     if rel is None:
         return False
-    return os.path.relpath(config_path(rel), CONFIGS).startswith("youtubevis_")
+    rel = os.path.relpath(config_path(rel), CONFIGS)
+    return rel.startswith("youtubevis_") or rel == os.path.join("quickstart", "synthetic_video.yaml")
 
 
 def make_cfg(rel=None, *opts, device="cpu", video=None):
     """A config with the Mask2Former keys, ``configs/<rel>`` merged (if given), then ``opts``;
     MODEL.DEVICE is ``device``. The video keys (`add_maskformer2_video_config`) are added for
-    ``video=True`` and, by default, for the configs under ``configs/youtubevis_*``."""
+    ``video=True`` and, by default, for the video configs (:func:`is_video_config`)."""
     cfg = get_cfg()
     add_maskformer2_config(cfg)
     if video or (video is None and is_video_config(rel)):

@@ -1,6 +1,7 @@
 """Draw a Mask2Former model's predictions: the demos' `VisualizationDemo` and its helpers.
 
-Used by ``demo/demo.py`` and ``tools/visualize_data.py``.
+Used by ``demo/demo.py``, ``demo/demo_video.py`` (:func:`draw_tracks`), ``tools/visualize_data.py``
+and the quick starts.
 
 The flow is Detectron2's :class:`~detectron2.engine.DefaultPredictor` (resize the shortest edge
 to ``INPUT.MIN_SIZE_TEST``, convert to ``INPUT.FORMAT``, run the model in eval mode; weights
@@ -22,6 +23,7 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.structures import Instances
+from detectron2.utils.colormap import random_color
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, VisImage, Visualizer
 from ..engine.predictor import SafeDefaultPredictor  # .safetensors/.pth/.pkl, safe loading
@@ -241,3 +243,43 @@ class VisualizationDemo:
             else:
                 vis = video_visualizer.draw_sem_seg(rgb, payload)
             yield np.ascontiguousarray(vis.get_image()[:, :, ::-1])
+
+
+def track_colors(num_tracks, metadata, labels):
+    """One RGB colour per track, fixed for the video: the class colour for the first track of a
+    class (when the metadata has colours), random (seeded) colours for the others."""
+    rng_state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        colors, used = [], set()
+        class_colors = metadata.get("thing_colors", None)
+        for i in range(num_tracks):
+            label = int(labels[i])
+            if class_colors is not None and label not in used and label < len(class_colors):
+                colors.append(np.asarray(class_colors[label], dtype=float) / 255.0)
+                used.add(label)
+            else:
+                colors.append(random_color(rgb=True, maximum=1))
+        return colors
+    finally:
+        np.random.set_state(rng_state)
+
+
+def draw_tracks(frames, predictions, metadata, threshold):
+    """BGR frames with the tracks whose score >= ``threshold`` drawn (mask, class and score)."""
+    scores = [float(s) for s in predictions["pred_scores"]]
+    labels = [int(c) for c in predictions["pred_labels"]]
+    keep = [i for i, s in enumerate(scores) if s >= threshold]
+    names = metadata.get("thing_classes", None)
+    colors = track_colors(len(scores), metadata, labels)
+    drawn = []
+    for t, frame in enumerate(frames):
+        vis = Visualizer(frame[:, :, ::-1], metadata)
+        for i in keep:
+            mask = np.asarray(predictions["pred_masks"][i][t], dtype=bool)
+            if not mask.any():
+                continue  # the object is not in this frame
+            name = names[labels[i]] if names and labels[i] < len(names) else str(labels[i])
+            vis.draw_binary_mask(mask, color=colors[i], text=f"{name} {scores[i]:.2f}")
+        drawn.append(np.ascontiguousarray(vis.get_output().get_image()[:, :, ::-1]))
+    return drawn, keep

@@ -1,7 +1,9 @@
-"""tools/quickstart.py end to end, shrunk: 6 training images, 3 iterations, 2 demo images.
+"""tools/quickstart.py end to end, shrunk: 6 training images, 3 iterations, 2 demo images
+(the video quick start: 3 clips, 2 iterations, 1 clip drawn).
 
-It checks the plumbing of `make quickstart` (dataset -> train_net -> Detectron2 evaluation ->
-visualize_data + demo -> plots -> summary), not the accuracy: three iterations learn nothing.
+It checks the plumbing of `make quickstart` / `make quickstart-video` (dataset -> timed warm-up
+and schedule -> train_net(_video) -> Detectron2 evaluation -> pictures -> plots -> summary), not
+the accuracy: a few iterations learn nothing.
 """
 import json
 import os
@@ -13,9 +15,33 @@ import pytest
 from PIL import Image
 
 from helpers import REPO as ROOT
+from helpers import build_on_meta, make_cfg
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import quickstart  # noqa: E402
+
+
+@pytest.mark.parametrize("rel, video, arch, decoder, pixel_decoder", [
+    ("quickstart/synthetic_panoptic.yaml", False, "MaskFormer",
+     "MultiScaleMaskedTransformerDecoder", "MSDeformAttnPixelDecoder"),
+    ("quickstart/synthetic_video.yaml", True, "VideoMaskFormer",
+     "VideoMultiScaleMaskedTransformerDecoder", "MSDeformAttnPixelDecoder"),
+    ("quickstart/synthetic_panoptic_maskformer.yaml", False, "MaskFormer",
+     "TransformerPredictor", "BasePixelDecoder"),
+])
+def test_quickstart_configs_build_their_variant(rel, video, arch, decoder, pixel_decoder):
+    """The three quick-start models on the meta device: same backbone and width, their variant's
+    meta-architecture, pixel decoder and transformer decoder."""
+    model = build_on_meta(rel)
+    head = model.sem_seg_head
+    assert type(model).__name__ == arch
+    assert type(head.predictor).__name__ == decoder
+    assert type(head.pixel_decoder).__name__ == pixel_decoder
+    assert type(model.backbone).__name__ == "ResNet" and len(model.backbone.res2) == 2  # R18
+    assert head.predictor.query_embed.weight.shape[1] == 128
+    cfg = make_cfg(rel)
+    assert cfg.MODEL.DEVICE == "cpu" and cfg.SOLVER.AMP.ENABLED is False
+    assert quickstart.config_schedule(os.path.join("configs", rel), video)[0] == cfg.SOLVER.MAX_ITER
 
 
 def test_choose_threads(monkeypatch):
@@ -54,10 +80,65 @@ def test_read_eval_metrics_keeps_last_values(tmp_path):
 
 
 def test_missed_targets_fail_the_quick_start():
-    assert quickstart.missed_targets({"PQ": 82.7, "PQ things": 71.4}, 60, 45) is None
-    msg = quickstart.missed_targets({"PQ": 59.9, "PQ things": 71.4}, 60, 45)
+    targets = {"PQ": 60, "PQ things": 45}
+    assert quickstart.missed_targets({"PQ": 82.7, "PQ things": 71.4}, targets) is None
+    msg = quickstart.missed_targets({"PQ": 59.9, "PQ things": 71.4}, targets)
     assert msg and "PQ 59.9 < 60" in msg and "things" not in msg
-    assert "PQ things missing" in quickstart.missed_targets({"PQ": 70.0}, 60, 45)
+    assert "PQ things missing" in quickstart.missed_targets({"PQ": 70.0}, targets)
+    assert "AP 49.0 < 50" in quickstart.missed_targets({"AP": 49.0}, {"AP": 50})
+
+
+def test_plan_keeps_the_schedule_when_it_fits_and_shortens_it_when_not():
+    # 0.9 s/iteration, 20 s start-up, 75 iterations after training: 400 iterations need 447.5 s
+    fits = quickstart.plan_iterations(400, 50, 0.9, 500.0, 20.0, 75)
+    assert fits["iterations"] == 400 and fits["warmup_iters"] == 50 and not fits["shortened"]
+    # twice as slow, same time left: (500 - 40) / 1.8 - 75 = 180.5 -> 180, warm-up scaled alike
+    slow = quickstart.plan_iterations(400, 50, 1.8, 500.0, 40.0, 75)
+    assert slow["iterations"] == 180 and slow["warmup_iters"] == 22 and slow["shortened"]
+    # never fewer than the shortest schedule that reaches the minimum: over budget, said so
+    slower = quickstart.plan_iterations(400, 50, 7.7, 500.0, 40.0, 75, min_iters=150)
+    assert slower["iterations"] == 150 and slower["over_budget"] and slower["shortened"]
+    assert not slow["over_budget"] and not fits["over_budget"]
+    assert quickstart.plan_iterations(400, 50, 2.0, 10.0, 40.0, 75)["iterations"] == 1
+
+
+def test_make_start_time(monkeypatch):
+    monkeypatch.setenv("QUICKSTART_T0", "1000")
+    assert quickstart.make_start_time(1100.0, 570) == 1000.0  # make began 100 s ago
+    assert quickstart.make_start_time(2000.0, 570) == 2000.0  # stale value: ignored
+    assert quickstart.make_start_time(900.0, 570) == 900.0  # in the future: ignored
+    monkeypatch.setenv("QUICKSTART_T0", "soon")
+    assert quickstart.make_start_time(1100.0, 570) == 1100.0
+    monkeypatch.delenv("QUICKSTART_T0")
+    assert quickstart.make_start_time(1100.0, 570) == 1100.0
+
+
+def test_seconds_per_iteration_reads_the_last_logged_time(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"iteration": 19, "time": 1.5}) + "\n"
+                    + json.dumps({"iteration": 39, "time": 0.9, "data_time": 0.01}) + "\n"
+                    + json.dumps({"iteration": 39, "segm/AP": 3.0}) + "\n")
+    assert quickstart.seconds_per_iteration(str(path)) == 0.9
+    assert quickstart.seconds_per_iteration(str(tmp_path / "none.json")) is None
+
+
+def test_gt_tracks_drawn_like_predictions():
+    import pycocotools.mask as mask_util
+
+    mask = np.zeros((4, 6), np.uint8)
+    mask[1:3, 2:5] = 1
+    rle = mask_util.encode(np.asfortranarray(mask))
+    record = {"height": 4, "width": 6, "length": 3, "annotations": [
+        [{"id": 7, "category_id": 2, "segmentation": rle}],
+        [],
+        [{"id": 7, "category_id": 2, "segmentation": rle},
+         {"id": 3, "category_id": 0, "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]]}],
+    ]}
+    out = quickstart.gt_tracks_as_predictions(record)
+    assert out["pred_labels"] == [0, 2] and out["pred_scores"] == [1.0, 1.0]
+    track3, track7 = out["pred_masks"]
+    assert [m.sum() for m in track7] == [6, 0, 6] and (track7[0] == mask.astype(bool)).all()
+    assert track3[0].sum() == 0 and track3[1].sum() == 0 and track3[2].sum() > 0
 
 
 def test_quickstart_fails_when_the_model_misses_its_minimum(tmp_path):
@@ -76,17 +157,19 @@ def test_quickstart_fails_when_the_model_misses_its_minimum(tmp_path):
 
 def test_quickstart_smoke(tmp_path):
     out = tmp_path / "qs"
+    # no --iters: the timed warm-up (5 iterations) plans the schedule, which here is the
+    # config's, made 3 iterations long by --opts
     argv = [sys.executable, os.path.join(ROOT, "tools", "quickstart.py"), "--output", str(out),
-            "--num-train", "6", "--num-val", "2", "--iters", "3", "--batch", "2",
+            "--num-train", "6", "--num-val", "2", "--batch", "2", "--warmup-iters", "5",
             "--demo-images", "2", "--min-pq", "0", "--min-pq-things", "0",
-            "--opts", "INPUT.MIN_SIZE_TEST", "128"]
+            "--opts", "INPUT.MIN_SIZE_TEST", "128", "SOLVER.MAX_ITER", "3"]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     # Detectron2's evaluators ran: all headline metrics are numbers
     for label in ("PQ", "mask AP", "mIoU"):
         assert isinstance(summary["metrics"][label], float), summary["metrics"]
-    assert "Mask2Former quick start: summary" in res.stdout
+    assert "Mask2Former quick start (image): summary" in res.stdout
     assert "eta:" in res.stdout + res.stderr  # Detectron2's training log reached the user
     # pictures: ground truth, predictions (same size as the images), side by side, plots
     names = sorted(os.listdir(out / "datasets" / "synthetic" / "images" / "val"))
@@ -99,8 +182,42 @@ def test_quickstart_smoke(tmp_path):
         side = np.asarray(Image.open(out / "side_by_side" / name.replace(".jpg", ".png")))
         assert side.shape[1] == 2 * image.size[0] + 4
     assert {os.path.basename(p) for p in summary["pictures"]["plots"]} >= {"losses.png", "lr.png"}
-    assert set(summary["seconds"]) >= {"dataset", "train+evaluate", "demo", "plots", "total"}
+    assert set(summary["seconds"]) >= {"dataset", "timed warm-up", "train+evaluate", "demo",
+                                       "plots", "total"}
+    plan = summary["plan"]
+    assert plan["iterations"] == 3 and plan["config_iterations"] == 3 and not plan["shortened"]
+    assert plan["seconds_per_iteration"] > 0 and not (out / "warmup").exists()
 
     stamp = json.loads((out / "datasets" / "synthetic" / "quickstart_stamp.json").read_text())
     assert quickstart.dataset_is_current(str(out / "datasets"), stamp)  # a re-run reuses it
     assert not quickstart.dataset_is_current(str(out / "datasets"), dict(stamp, seed=1))
+
+
+def test_video_quickstart_smoke(tmp_path):
+    """`make quickstart-video`, shrunk: synthetic clips -> train_net_video -> YouTube-VIS AP ->
+    demo_video -> ground truth | prediction pictures; AP 100 is unreachable in 2 iterations, so
+    the minimum check fails it with exit status 1 after everything was written."""
+    out = tmp_path / "qsv"
+    argv = [sys.executable, os.path.join(ROOT, "tools", "quickstart.py"), "--video",
+            "--output", str(out), "--num-train", "3", "--num-val", "2", "--iters", "2",
+            "--batch", "1", "--demo-images", "1", "--min-ap", "100",
+            "--opts", "INPUT.MIN_SIZE_TEST", "96", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256"]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "missed its documented minimum: AP" in res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "video" and isinstance(summary["metrics"]["AP"], float)
+    assert set(summary["metrics"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}
+    assert "plan" not in summary  # --iters: no warm-up
+    clips = sorted(os.listdir(out / "datasets" / "synthetic_ytvis" / "valid" / "JPEGImages"))
+    clip = clips[0]
+    frames = sorted(os.listdir(out / "datasets" / "synthetic_ytvis" / "valid" / "JPEGImages" / clip))
+    assert len(os.listdir(out / "predictions" / clip / "frames")) == len(frames)
+    assert (out / "predictions" / clip / "video.mp4").is_file()
+    assert os.listdir(out / "ground_truth" / clip)
+    side = np.asarray(Image.open(out / "side_by_side" / (clip + ".png")))
+    frame = np.asarray(Image.open(out / "datasets" / "synthetic_ytvis" / "valid" / "JPEGImages"
+                                  / clip / frames[0]))
+    assert side.shape[1] == 2 * frame.shape[1] + 4  # ground truth | prediction
+    assert side.shape[0] == 18 + min(4, len(frames)) * frame.shape[0]  # title + 4 frames
+    assert not (out / "side_by_side" / (clips[1] + ".png")).exists()  # --demo-images 1

@@ -122,6 +122,10 @@ def get_parser():
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also print the N most expensive operators (torch.profiler) per backend")
+    p.add_argument("--flops", action="store_true",
+                   help="also print where the time goes: per stage ms, share, GFLOP counted by "
+                   "torch.profiler (matrix products and convolutions) and GFLOP/s against this "
+                   "machine's measured matrix-product rate")
     p.add_argument("--video-frames", type=int, nargs="+", default=None, metavar="T",
                    help="video model: one clip of T frames per call, for each T given")
     p.add_argument("--window-size", type=int, default=None, metavar="W",
@@ -322,6 +326,63 @@ def measure_memory(recorder, inputs, device):
         recorder.mode = "time"
 
 
+def measure_stage_flops(recorder, inputs):
+    """{stage: FLOPs} of one ``model(inputs)`` call: torch.profiler's FLOP counts (``with_flops``:
+    matrix products, convolutions, element-wise mul/add; not the fused attention kernels nor the
+    deformable-attention op), attributed to the enclosing ``bench::<stage>`` range."""
+    from torch.profiler import ProfilerActivity, profile
+
+    recorder.mode = "memory"  # opens the bench::<stage> ranges
+    try:
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            out, _ = recorder.run(inputs)
+            del out
+    finally:
+        recorder.mode = "time"
+    flops = {}
+    for event in prof.events():
+        if not event.flops:
+            continue
+        parent, stage = event.cpu_parent, "other"
+        while parent is not None:
+            if parent.name.startswith("bench::"):
+                stage = parent.name[len("bench::"):]
+                break
+            parent = parent.cpu_parent
+        flops[stage] = flops.get(stage, 0) + event.flops
+    flops["total"] = sum(flops.values())
+    return flops
+
+
+def matmul_rate(dtype=torch.float32, n=2048, repeats=5):
+    """This machine's measured rate of a large matrix product (FLOP/s, the threads in use)."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def print_flops_table(backend, flops, median_seconds, dtype=torch.float32):
+    """Stage, ms, share, GFLOP, GFLOP/s and the share of the machine's matmul rate in the
+    precision the model runs in (``dtype``: bf16 under bf16 autocast)."""
+    rate = matmul_rate(dtype)
+    total = median_seconds["total"]
+    print(f"\nwhere the time goes, backend {backend} (GFLOP counted by torch.profiler: matrix "
+          f"products, convolutions, element-wise mul/add; measured {str(dtype)[6:]} 2048x2048 "
+          f"matmul rate {rate / 1e9:.0f} GFLOP/s with {torch.get_num_threads()} threads)")
+    header = f"{'stage':<16} {'ms':>8} {'share':>6} {'GFLOP':>8} {'GFLOP/s':>8} {'of matmul':>9}"
+    print(header)
+    print("-" * len(header))
+    for s in STAGES + ("total",):
+        sec, gflop = median_seconds[s], flops.get(s, 0) / 1e9
+        speed = gflop / sec if sec > 0 else 0.0
+        print(f"{s:<16} {sec * 1e3:8.1f} {100 * sec / total:5.1f}% {gflop:8.2f} {speed:8.1f} "
+              f"{100 * speed * 1e9 / rate:8.1f}%")
+
+
 def describe_outputs(outputs):
     if isinstance(outputs, dict):  # a video model's clip output
         t = outputs["pred_masks"][0].shape[0] if outputs["pred_masks"] else 0
@@ -510,6 +571,13 @@ def measure(args, model, recorder, inputs, device, backends, per_call, unit):
             row = ratio_row(label(b, "default"), label(b, "caching"), ("total",) + STAGES[1:])
             print(f"  {b}: {row}")
 
+    if args.flops:
+        for b in backends:
+            set_backend(model, b)
+            flops = measure_stage_flops(recorder, inputs)
+            dtype = getattr(model, "inference_dtype", None) or torch.float32
+            print_flops_table(b, flops, {s: statistics.median(times[label(b, phases[-1])][s])
+                                         for s in names}, dtype)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 

@@ -116,3 +116,22 @@ def test_precisions_are_timed_side_by_side(capsys):
     out = capsys.readouterr().out
     assert set(times) == {"native/fp32", "native/bf16"}
     assert "native/bf16: total=" in out  # the ratio row to fp32 of the same run
+
+
+def test_flops_table_attributes_the_model_flops_to_the_stages(capsys):
+    """--flops: one profiled call; the backbone's convolution FLOPs are counted and equal the
+    analytic count of its first convolution at least; GFLOP/s and the share of the machine's
+    matmul rate are printed per stage."""
+    tool = _tool()
+    tool.main(["--config-file", CONFIG, "--size", "64x64", "--warmup", "1", "--iters", "1",
+               "--backend", "native", "--no-memory", "--flops", "--opts", *SHALLOW])
+    out = capsys.readouterr().out
+    assert "where the time goes, backend native" in out and "matmul rate" in out
+    rows = {m[0]: [float(v) for v in m[1:]] for m in re.findall(
+        r"^(\w+) +([\d.]+) +([\d.]+)% +([\d.]+) +([\d.]+) +([\d.]+)%$", out, re.M)}
+    assert set(rows) >= set(STAGES) | {"total"}, out
+    gflop = {s: rows[s][2] for s in rows}
+    stem = 2 * 64 * 3 * 7 * 7 * 32 * 32 / 1e9  # R50 stem: 64 7x7x3 filters on a 32x32 output
+    assert gflop["backbone"] > stem and gflop["pixel_decoder"] > 0
+    assert abs(sum(gflop[s] for s in STAGES) - gflop["total"]) <= 0.02 + 0.01 * gflop["total"]
+    assert tool.matmul_rate(n=256, repeats=2) > 1e8  # FLOP/s: any CPU does 0.1 GFLOP/s

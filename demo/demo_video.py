@@ -17,7 +17,6 @@ import os
 import sys
 
 import cv2
-import numpy as np
 
 try:
     import mask2former  # noqa: F401

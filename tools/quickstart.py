@@ -104,9 +104,12 @@ def get_parser():
     parser.add_argument("--video", action="store_true",
                         help="the video instance segmentation quick start (Mask2Former-VIS)")
     parser.add_argument("--output", help="output folder (default output/quickstart[_video])")
-    parser.add_argument("--datasets-root", help="where the synthetic dataset goes (default OUTPUT/datasets)")
-    parser.add_argument("--config-file", help="default: configs/quickstart/synthetic_{panoptic,video}.yaml")
-    parser.add_argument("--num-train", type=int, help="synthetic training images (clips); 300 (160)")
+    parser.add_argument("--datasets-root",
+                        help="where the synthetic dataset goes (default OUTPUT/datasets)")
+    parser.add_argument("--config-file",
+                        help="default: configs/quickstart/synthetic_{panoptic,video}.yaml")
+    parser.add_argument("--num-train", type=int,
+                        help="synthetic training images (clips); 300 (160)")
     parser.add_argument("--num-val", type=int, help="synthetic validation images (clips); 50 (16)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--iters", type=int,
@@ -140,7 +143,7 @@ class StepFailed(RuntimeError):
 
 
 class Runner:
-    """Runs the steps as subprocesses of this Python, timing them and stopping on the first error."""
+    """Runs the steps as subprocesses of this Python, timing them; stops on the first error."""
 
     def __init__(self, env):
         self.env = env
@@ -210,18 +213,24 @@ def dataset_is_current(root, stamp, dataset_dir: str = "synthetic"):
         return json.load(f) == stamp
 
 
-def read_eval_metrics(metrics_json):
-    """The last value of every evaluation metric ("<task>/<name>") in a metrics.json."""
-    results = {}
+def metrics_records(metrics_json):
+    """The records (one JSON object per line) of a Detectron2 metrics.json; none when the file is
+    missing, unreadable lines skipped (a run killed while writing leaves a partial last line)."""
     if not os.path.isfile(metrics_json):
-        return results
+        return
     with open(metrics_json) as f:
         for line in f:
             try:
-                record = json.loads(line)
+                yield json.loads(line)
             except json.JSONDecodeError:
                 continue
-            results.update({k: v for k, v in record.items() if "/" in k})
+
+
+def read_eval_metrics(metrics_json):
+    """The last value of every evaluation metric ("<task>/<name>") in a metrics.json."""
+    results = {}
+    for record in metrics_records(metrics_json):
+        results.update({k: v for k, v in record.items() if "/" in k})
     return results
 
 
@@ -284,16 +293,9 @@ def seconds_per_iteration(metrics_json: str) -> Optional[float]:
     """The last per-iteration time Detectron2 logged (``time``: median of the recent
     iterations, without the first ones) in a metrics.json, or None."""
     value = None
-    if not os.path.isfile(metrics_json):
-        return None
-    with open(metrics_json) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record.get("time"), (int, float)):
-                value = float(record["time"])
+    for record in metrics_records(metrics_json):
+        if isinstance(record.get("time"), (int, float)):
+            value = float(record["time"])
     return value
 
 
@@ -376,8 +378,9 @@ def draw_video_side_by_side(dataset_name: str, pred_root: str, gt_out: str, side
         if not rows:
             continue
         title = np.full((18, rows[0].shape[1], 3), 255, np.uint8)
-        cv2.putText(title, f"{clip}: ground truth | prediction (frames {', '.join(str(t) for t in _clip_frames_to_show(len(frames)))})",
-                    (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        shown = ", ".join(str(t) for t in _clip_frames_to_show(len(frames)))
+        cv2.putText(title, f"{clip}: ground truth | prediction (frames {shown})", (4, 13),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         os.makedirs(side_out, exist_ok=True)
         path = os.path.join(side_out, clip + ".png")
         cv2.imwrite(path, np.concatenate([title] + rows, axis=0))
@@ -401,13 +404,13 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     mode = MODES["video" if args.video else "image"]
     start = time.time()
-    t0 = make_start_time(start, mode.default_budget if args.time_budget is None else args.time_budget)
     total_start = time.perf_counter()
     out = os.path.abspath(args.output or mode.output)
     config_file = args.config_file or mode.config
     num_train = args.num_train or mode.num_train
     num_val = args.num_val or mode.num_val
     budget = mode.default_budget if args.time_budget is None else args.time_budget
+    t0 = make_start_time(start, budget)
     root = os.path.abspath(args.datasets_root or os.path.join(out, "datasets"))
     train_dir = os.path.join(out, "train")
     py = sys.executable
@@ -585,7 +588,8 @@ def _print_summary(summary):
             value = metrics.get(label)
             verdict = "reached" if value is not None and value >= minimum else "NOT reached"
             print(f"  target {label} >= {minimum:g}: {verdict}")
-    print("\ntime per step (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
+    steps = ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items())
+    print(f"\ntime per step (s): {steps}")
     pictures = summary.get("pictures")
     if pictures:
         print("\npictures:")

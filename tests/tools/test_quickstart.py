@@ -209,15 +209,15 @@ def test_video_quickstart_smoke(tmp_path):
     assert summary["mode"] == "video" and isinstance(summary["metrics"]["AP"], float)
     assert set(summary["metrics"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}
     assert "plan" not in summary  # --iters: no warm-up
-    clips = sorted(os.listdir(out / "datasets" / "synthetic_ytvis" / "valid" / "JPEGImages"))
+    frames_root = out / "datasets" / "synthetic_ytvis" / "valid" / "JPEGImages"
+    clips = sorted(os.listdir(frames_root))
     clip = clips[0]
-    frames = sorted(os.listdir(out / "datasets" / "synthetic_ytvis" / "valid" / "JPEGImages" / clip))
+    frames = sorted(os.listdir(frames_root / clip))
     assert len(os.listdir(out / "predictions" / clip / "frames")) == len(frames)
     assert (out / "predictions" / clip / "video.mp4").is_file()
     assert os.listdir(out / "ground_truth" / clip)
     side = np.asarray(Image.open(out / "side_by_side" / (clip + ".png")))
-    frame = np.asarray(Image.open(out / "datasets" / "synthetic_ytvis" / "valid" / "JPEGImages"
-                                  / clip / frames[0]))
+    frame = np.asarray(Image.open(frames_root / clip / frames[0]))
     assert side.shape[1] == 2 * frame.shape[1] + 4  # ground truth | prediction
     assert side.shape[0] == 18 + min(4, len(frames)) * frame.shape[0]  # title + 4 frames
     assert not (out / "side_by_side" / (clips[1] + ".png")).exists()  # --demo-images 1

@@ -94,7 +94,7 @@ MODES = {
     "video": Mode("video", VIDEO_CONFIG, os.path.join("output", "quickstart_video"),
                   "mask2former.data.synthetic_video", "synthetic_ytvis", 160, 16,
                   "train_net_video.py", VIDEO_HEADLINE, post_training_iters=40,
-                  default_budget=870, min_iters=300),
+                  default_budget=870, min_iters=600),
 }
 
 

@@ -363,7 +363,8 @@ def draw_video_side_by_side(dataset_name: str, pred_root: str, gt_out: str, side
     for record in records:
         clip = os.path.basename(os.path.dirname(record["file_names"][0]))
         frames = [cv2.imread(f) for f in record["file_names"]]
-        drawn, _ = draw_tracks(frames, gt_tracks_as_predictions(record), metadata, 0.0)
+        drawn, _ = draw_tracks(frames, gt_tracks_as_predictions(record), metadata, 0.0,
+                               show_scores=False)
         os.makedirs(os.path.join(gt_out, clip), exist_ok=True)
         rows = []
         for t in _clip_frames_to_show(len(frames)):

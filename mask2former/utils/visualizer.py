@@ -265,8 +265,17 @@ def track_colors(num_tracks, metadata, labels):
         np.random.set_state(rng_state)
 
 
-def draw_tracks(frames, predictions, metadata, threshold):
-    """BGR frames with the tracks whose score >= ``threshold`` drawn (mask, class and score)."""
+def draw_tracks(frames, predictions, metadata, threshold, show_scores: bool = True):
+    """BGR frames with the tracks whose score >= ``threshold`` drawn (mask, class and, with
+    ``show_scores``, score), each track in one colour for the whole video.
+
+    Args:
+        frames: list of T [H, W, 3] uint8 BGR frames.
+        predictions: the video model's output: ``pred_scores`` [N], ``pred_labels`` [N],
+            ``pred_masks`` N x (T, H, W) bool (ground truth in the same form draws alike).
+    Returns:
+        (list of T drawn BGR frames, indices of the tracks drawn)
+    """
     scores = [float(s) for s in predictions["pred_scores"]]
     labels = [int(c) for c in predictions["pred_labels"]]
     keep = [i for i, s in enumerate(scores) if s >= threshold]
@@ -280,6 +289,7 @@ def draw_tracks(frames, predictions, metadata, threshold):
             if not mask.any():
                 continue  # the object is not in this frame
             name = names[labels[i]] if names and labels[i] < len(names) else str(labels[i])
-            vis.draw_binary_mask(mask, color=colors[i], text=f"{name} {scores[i]:.2f}")
+            text = f"{name} {scores[i]:.2f}" if show_scores else name
+            vis.draw_binary_mask(mask, color=colors[i], text=text)
         drawn.append(np.ascontiguousarray(vis.get_output().get_image()[:, :, ::-1]))
     return drawn, keep

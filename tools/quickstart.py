@@ -90,7 +90,7 @@ class Mode:
 MODES = {
     "image": Mode("image", DEFAULT_CONFIG, os.path.join("output", "quickstart"),
                   "mask2former.data.synthetic", "synthetic", 300, 50, "train_net.py", HEADLINE,
-                  post_training_iters=35, default_budget=570, min_iters=150),
+                  post_training_iters=35, default_budget=570, min_iters=100),
     "video": Mode("video", VIDEO_CONFIG, os.path.join("output", "quickstart_video"),
                   "mask2former.data.synthetic_video", "synthetic_ytvis", 160, 16,
                   "train_net_video.py", VIDEO_HEADLINE, post_training_iters=40,
@@ -120,8 +120,8 @@ def get_parser():
                         help="seconds the whole quick start may take, counted from the start of "
                         "`make quickstart` (env QUICKSTART_T0, Unix time) or of this script; "
                         "0: no limit, the config's schedule (default 570 images, 870 video)")
-    parser.add_argument("--warmup-iters", type=int, default=12,
-                        help="iterations of the timed warm-up that measures the speed (default 12)")
+    parser.add_argument("--warmup-iters", type=int, default=8,
+                        help="iterations of the timed warm-up that measures the speed (default 8)")
     parser.add_argument("--demo-images", type=int,
                         help="validation images (clips) to draw (default 8 images, 3 clips)")
     parser.add_argument("--skip-train", action="store_true",

@@ -205,7 +205,8 @@ class StageRecorder:
     runs images of different padded sizes as separate batches) sums them; the span from the end
     of one transformer decoder call to the next backbone call counts as post-processing. In
     "memory" mode it also opens ``torch.profiler.record_function`` ranges ``bench::<stage>``
-    (CPU) or records the CUDA allocator peak of each stage.
+    (CPU) or records the CUDA allocator peak of each stage; in "ranges" mode it opens the ranges
+    on any device (for profiles that attribute operators to stages).
     """
 
     def __init__(self, model, device):
@@ -225,26 +226,24 @@ class StageRecorder:
     def begin(self, stage):
         self.sync()
         self._open[stage] = (time.perf_counter(), time.process_time())
-        if self.mode == "memory":
-            if self.device.type == "cuda":
-                self._cuda_base = torch.cuda.memory_allocated(self.device)
-                torch.cuda.reset_peak_memory_stats(self.device)
-            else:
-                rf = torch.profiler.record_function(f"bench::{stage}")
-                rf.__enter__()
-                self._ranges[stage] = rf
+        if self.mode == "memory" and self.device.type == "cuda":
+            self._cuda_base = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif self.mode in ("memory", "ranges"):
+            rf = torch.profiler.record_function(f"bench::{stage}")
+            rf.__enter__()
+            self._ranges[stage] = rf
 
     def end(self, stage):
         self.sync()
         t0, c0 = self._open.pop(stage)
         self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - t0
         self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - c0
-        if self.mode == "memory":
-            if self.device.type == "cuda":
-                peak = torch.cuda.max_memory_allocated(self.device) - self._cuda_base
-                self.cuda_peaks[stage] = max(self.cuda_peaks.get(stage, 0), peak)
-            else:
-                self._ranges.pop(stage).__exit__(None, None, None)
+        if self.mode == "memory" and self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) - self._cuda_base
+            self.cuda_peaks[stage] = max(self.cuda_peaks.get(stage, 0), peak)
+        elif stage in self._ranges:
+            self._ranges.pop(stage).__exit__(None, None, None)
 
     def _end_open(self, *stages):
         for stage in stages:
@@ -332,7 +331,7 @@ def measure_stage_flops(recorder, inputs):
     deformable-attention op), attributed to the enclosing ``bench::<stage>`` range."""
     from torch.profiler import ProfilerActivity, profile
 
-    recorder.mode = "memory"  # opens the bench::<stage> ranges
+    recorder.mode = "ranges"
     try:
         with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
             out, _ = recorder.run(inputs)

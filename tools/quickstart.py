@@ -274,8 +274,9 @@ def missed_targets(metrics, targets: Dict[str, float]):
             + " (see README: the quick start's table)")
 
 
-def config_schedule(config_file: str, video: bool) -> Tuple[int, int]:
-    """(SOLVER.MAX_ITER, SOLVER.WARMUP_ITERS) of a config, read as train_net reads it."""
+def config_schedule(config_file: str, video: bool, opts=()) -> Tuple[int, int]:
+    """(SOLVER.MAX_ITER, SOLVER.WARMUP_ITERS) of a config with the command-line ``opts``
+    (KEY VALUE ...) merged, read as train_net reads it."""
     sys.path.insert(0, ROOT)
     from detectron2.config import get_cfg
 
@@ -286,6 +287,7 @@ def config_schedule(config_file: str, video: bool) -> Tuple[int, int]:
     if video:
         add_maskformer2_video_config(cfg)
     cfg.merge_from_file(os.path.join(ROOT, config_file))
+    cfg.merge_from_list(list(opts))
     return int(cfg.SOLVER.MAX_ITER), int(cfg.SOLVER.WARMUP_ITERS)
 
 
@@ -496,12 +498,7 @@ def main(argv=None):
 
 def plan_schedule(runner, train, opts, out, config_file, mode, args, budget, t0) -> Dict:
     """Run the timed warm-up and return the plan (:func:`plan_iterations`)."""
-    max_iter, warmup_iters = config_schedule(config_file, mode.name == "video")
-    for key, value in zip(opts[::2], opts[1::2]):  # --opts can change the schedule too
-        if key == "SOLVER.MAX_ITER":
-            max_iter = int(value)
-        elif key == "SOLVER.WARMUP_ITERS":
-            warmup_iters = int(value)
+    max_iter, warmup_iters = config_schedule(config_file, mode.name == "video", opts)
     warm_dir = os.path.join(out, "warmup")
     shutil.rmtree(warm_dir, ignore_errors=True)
     n = max(args.warmup_iters, 5)

@@ -6,7 +6,8 @@ SHELL := /bin/bash
 VENV    := .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip --disable-pip-version-check
-REQS    := requirements/base.txt requirements/nodeps.txt
+REQS    := requirements/installer.txt requirements/base.txt requirements/nodeps.txt
+UV      := $(VENV)/bin/uv
 # DETECTRON2_SPEC: install your own Detectron2 build instead of the sal-detectron2 wheel, e.g.
 #   make venv DETECTRON2_SPEC=/path/to/detectron2-checkout   (built against the pinned torch)
 DETECTRON2_SPEC ?=
@@ -40,23 +41,23 @@ $(STAMP): $(REQS)
 	  echo "creating $(VENV) with $$py"; \
 	  "$$py" -m venv $(VENV); \
 	fi
-	$(PIP) install -q --upgrade "pip==24.2"
+	$(PIP) install -q --upgrade -r requirements/installer.txt
 	@set -e; if [ -n "$(DETECTRON2_SPEC)" ]; then \
 	  grep -v '^sal-detectron2' requirements/base.txt > $(VENV)/requirements-own-d2.txt; \
-	  $(PIP) install -r $(VENV)/requirements-own-d2.txt; \
-	  $(PIP) uninstall -y sal-detectron2 >/dev/null 2>&1 || true; \
+	  $(UV) pip install --python $(PY) -r $(VENV)/requirements-own-d2.txt; \
+	  $(UV) pip uninstall --python $(PY) sal-detectron2 >/dev/null 2>&1 || true; \
 	  $(PIP) install --no-build-isolation "$(DETECTRON2_SPEC)"; \
 	else \
-	  $(PIP) install -r requirements/base.txt; \
+	  $(UV) pip install --python $(PY) -r requirements/base.txt; \
 	fi
-	$(PIP) install --no-deps -r requirements/nodeps.txt
+	$(UV) pip install --python $(PY) --no-deps -r requirements/nodeps.txt
 	rm -f $(VENV)/.stamp-* $(EXT)
 	touch $@
 
 build: $(EXT)
 
 $(EXT): $(STAMP) setup.py $(CSRC)
-	$(PIP) install --no-build-isolation --no-deps -e .
+	MASK2FORMER_BUILD_EXT=0 $(PIP) install -q --no-build-isolation --no-deps -e .
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) -c "import mask2former.layers as L; print('mask2former op backends:', L.available_backends())"
 	touch $@

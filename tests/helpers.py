@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from detectron2.config import get_cfg
+from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
 
 from mask2former import add_maskformer2_config, add_maskformer2_video_config
@@ -53,12 +53,12 @@ def all_config_files():
 
 
 def is_video_config(rel) -> bool:
-    """True for the video (Mask2Former-VIS) configs: ``configs/youtubevis_*`` and the video quick
-    start's."""
+    """True for the video (Mask2Former-VIS) configs: those whose META_ARCHITECTURE, read through
+    their ``_BASE_`` chain, is "VideoMaskFormer"."""
     if rel is None:
         return False
-    rel = os.path.relpath(config_path(rel), CONFIGS)
-    return rel.startswith("youtubevis_") or rel == os.path.join("quickstart", "synthetic_video.yaml")
+    merged = CfgNode.load_yaml_with_base(config_path(rel), allow_unsafe=True)
+    return merged.get("MODEL", {}).get("META_ARCHITECTURE") == "VideoMaskFormer"
 
 
 def make_cfg(rel=None, *opts, device="cpu", video=None):

@@ -9,13 +9,15 @@ run):
 1. generate the synthetic dataset (images: ``python -m mask2former.data.synthetic``, COCO
    panoptic format; video: ``python -m mask2former.data.synthetic_video``, YouTube-VIS format)
    under ``<output>/datasets`` (``--datasets-root``), reused when it matches the settings;
-2. plan the schedule: a short timed warm-up (``--warmup-iters`` iterations of the same training)
-   measures this machine's seconds per iteration, and the number of iterations is the config's
-   ``SOLVER.MAX_ITER`` or, on a slower machine, as many as fit in ``--time-budget`` (the learning-
-   rate schedule is scaled to it); ``--iters`` skips the warm-up;
+2. plan the schedule: the first ``--warmup-iters`` iterations of the training run alone, timed
+   (the learning rate warming up as the shortest schedule's does); they measure this machine's
+   seconds per iteration, and the number of iterations is the config's ``SOLVER.MAX_ITER`` or, on
+   a slower machine, as many as fit in ``--time-budget`` (the learning-rate schedule is scaled to
+   it); ``--iters`` skips the planning;
 3. train the quick-start config with ``train_net.py`` / ``train_net_video.py`` on the CPU
-   (Detectron2's logging shows the losses and the ETA); at the end it evaluates on the validation
-   split with Detectron2's evaluators (panoptic, semantic and instance; or video AP);
+   (Detectron2's logging shows the losses and the ETA), resuming after the timed iterations
+   (``--resume``: they are part of the training, not thrown away); at the end it evaluates on the
+   validation split with Detectron2's evaluators (panoptic, semantic and instance; or video AP);
 4. print the headline metrics of that evaluation (read from the run's ``metrics.json``);
 5. draw ground truth and predictions of validation images (clips), side by side, one colour per
    instance (per track);
@@ -114,14 +116,15 @@ def get_parser():
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--iters", type=int,
                         help="SOLVER.MAX_ITER (default: the config's, fewer when the time budget "
-                        "needs it); given, there is no warm-up")
+                        "needs it); given, nothing is timed or planned")
     parser.add_argument("--batch", type=int, help="SOLVER.IMS_PER_BATCH (default: the config's)")
     parser.add_argument("--time-budget", type=float,
                         help="seconds the whole quick start may take, counted from the start of "
                         "`make quickstart` (env QUICKSTART_T0, Unix time) or of this script; "
                         "0: no limit, the config's schedule (default 570 images, 870 video)")
     parser.add_argument("--warmup-iters", type=int, default=8,
-                        help="iterations of the timed warm-up that measures the speed (default 8)")
+                        help="the first iterations, trained alone and timed to plan the schedule "
+                        "(default 8)")
     parser.add_argument("--demo-images", type=int,
                         help="validation images (clips) to draw (default 8 images, 3 clips)")
     parser.add_argument("--skip-train", action="store_true",
@@ -302,17 +305,20 @@ def seconds_per_iteration(metrics_json: str) -> Optional[float]:
 
 
 def plan_iterations(max_iter: int, warmup_iters: int, sec_per_iter: float, seconds_left: float,
-                    startup: float, post_training_iters: float, min_iters: int = 1) -> Dict:
+                    startup: float, post_training_iters: float, min_iters: int = 1,
+                    done_iters: int = 0) -> Dict:
     """The schedule that fits: ``max_iter`` when it fits in ``seconds_left``, else the number of
     iterations that does, but never fewer than ``min_iters`` (the shortest schedule measured to
-    reach the documented minimum: a model that works comes before the time budget). The
-    learning-rate warm-up is scaled with the schedule.
+    reach the documented minimum: a model that works comes before the time budget) nor than the
+    ``done_iters`` already trained. The learning-rate warm-up is scaled with the schedule.
 
     ``startup``: seconds a training run spends before its first iteration; post_training_iters:
-    evaluation + pictures + plots, in iterations of this machine.
+    evaluation + pictures + plots, in iterations of this machine; ``seconds_left`` is for the
+    iterations after the ``done_iters``.
     """
-    fit = int(math.floor((seconds_left - startup) / sec_per_iter - post_training_iters))
-    iters = max_iter if fit >= max_iter else max(fit, min(min_iters, max_iter), 1)
+    fit = done_iters + int(math.floor((seconds_left - startup) / sec_per_iter
+                                      - post_training_iters))
+    iters = max_iter if fit >= max_iter else max(fit, min(min_iters, max_iter), done_iters, 1)
     warmup = warmup_iters if iters == max_iter else int(round(warmup_iters * iters / max_iter))
     return {"iterations": iters, "warmup_iters": warmup, "config_iterations": max_iter,
             "seconds_per_iteration": round(sec_per_iter, 3), "startup_seconds": round(startup, 1),
@@ -445,7 +451,7 @@ def main(argv=None):
             with open(os.path.join(root, mode.dataset_dir, "quickstart_stamp.json"), "w") as f:
                 json.dump(stamp, f)
 
-        # 2-4. (timed warm-up and) training, with Detectron2's evaluation at its end
+        # 2-4. (timed first iterations, plan and) training, with Detectron2's evaluation at its end
         opts = list(args.opts)
         if args.batch:
             opts += ["SOLVER.IMS_PER_BATCH", str(args.batch)]
@@ -456,13 +462,17 @@ def main(argv=None):
         else:
             if args.iters:
                 opts += ["SOLVER.MAX_ITER", str(args.iters)]
-            elif budget > 0:
-                plan = plan_schedule(runner, train, opts, out, config_file, mode, args, budget, t0)
+            shutil.rmtree(train_dir, ignore_errors=True)  # metrics.json is appended to otherwise
+            plan = None
+            if not args.iters and budget > 0:
+                plan = plan_schedule(runner, train, opts, train_dir, config_file, mode, args,
+                                     budget, t0)
+            if plan is not None:
                 summary["plan"] = plan
                 opts += ["SOLVER.MAX_ITER", str(plan["iterations"]),
                          "SOLVER.WARMUP_ITERS", str(plan["warmup_iters"])]
-            shutil.rmtree(train_dir, ignore_errors=True)  # metrics.json is appended to otherwise
-            runner.run("train+evaluate", train + ["OUTPUT_DIR", train_dir] + opts)
+            resume = ["--resume"] if plan is not None and plan["timed_iters"] else []
+            runner.run("train+evaluate", train + resume + ["OUTPUT_DIR", train_dir] + opts)
             summary["seconds_per_iteration"] = seconds_per_iteration(
                 os.path.join(train_dir, "metrics.json"))
         metrics = read_eval_metrics(os.path.join(train_dir, "metrics.json"))
@@ -496,25 +506,37 @@ def main(argv=None):
     return 1 if "error" in summary else 0
 
 
-def plan_schedule(runner, train, opts, out, config_file, mode, args, budget, t0) -> Dict:
-    """Run the timed warm-up and return the plan (:func:`plan_iterations`)."""
+def plan_schedule(runner, train, opts, train_dir, config_file, mode, args, budget, t0) -> Dict:
+    """Train the first ``--warmup-iters`` iterations alone, timed, into ``train_dir`` (the main run
+    resumes from them) and return the plan (:func:`plan_iterations`, plus ``timed_iters``).
+
+    Those iterations use the learning-rate warm-up of the shortest schedule (linear, no decay yet),
+    so they are the start of any plan. A config of no more iterations than that is trained as it
+    is (``timed_iters`` 0: nothing to plan)."""
     max_iter, warmup_iters = config_schedule(config_file, mode.name == "video", opts)
-    warm_dir = os.path.join(out, "warmup")
-    shutil.rmtree(warm_dir, ignore_errors=True)
     n = max(args.warmup_iters, 5)
+    if max_iter <= n:
+        return {"iterations": max_iter, "warmup_iters": warmup_iters,
+                "config_iterations": max_iter, "shortened": False, "over_budget": False,
+                "timed_iters": 0}
+    shortest = min(mode.min_iters, max_iter)
+    first_warmup = max(int(round(warmup_iters * shortest / max_iter)), 1)
     began = time.perf_counter()
-    runner.run("timed warm-up", train + ["OUTPUT_DIR", warm_dir] + opts + [
-        "SOLVER.MAX_ITER", str(n), "DATASETS.TEST", "()", "SOLVER.CHECKPOINT_PERIOD", "100000"])
+    runner.run("timed first iterations", train + ["OUTPUT_DIR", train_dir] + opts + [
+        "SOLVER.MAX_ITER", str(n), "DATASETS.TEST", "()", "SOLVER.CHECKPOINT_PERIOD", "100000",
+        "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR", "SOLVER.STEPS", "()",
+        "SOLVER.WARMUP_ITERS", str(first_warmup)])
     wall = time.perf_counter() - began
-    sec = seconds_per_iteration(os.path.join(warm_dir, "metrics.json"))
+    sec = seconds_per_iteration(os.path.join(train_dir, "metrics.json"))
     if sec is None:
-        raise StepFailed(f"the warm-up wrote no iteration time to {warm_dir}/metrics.json")
+        raise StepFailed(f"the timed iterations wrote no iteration time to "
+                         f"{train_dir}/metrics.json")
     startup = max(wall - n * sec, 0.0)
-    shutil.rmtree(warm_dir, ignore_errors=True)
     plan = plan_iterations(max_iter, warmup_iters, sec, budget - (time.time() - t0), startup,
-                           mode.post_training_iters, mode.min_iters)
+                           mode.post_training_iters, mode.min_iters, done_iters=n)
+    plan["timed_iters"] = n
     if plan["over_budget"]:
-        needed = startup + (plan["iterations"] + mode.post_training_iters) * sec
+        needed = startup + (plan["iterations"] - n + mode.post_training_iters) * sec
         print(f"\nThis machine trains at {sec:.2f} s/iteration: too slow for the time budget "
               f"({budget:.0f} s). Training {plan['iterations']} iterations, the fewest measured to "
               f"reach the documented minimum (config: {max_iter}); that takes about "
@@ -574,9 +596,10 @@ def _print_summary(summary):
     print("\n" + "=" * 72)
     print(f"Mask2Former quick start ({summary.get('mode', 'image')}): summary")
     plan = summary.get("plan")
-    if plan:
-        print(f"\nschedule: {plan['iterations']} iterations (config {plan['config_iterations']}) "
-              f"at {plan['seconds_per_iteration']:.2f} s/iteration in the warm-up")
+    if plan and plan.get("timed_iters"):
+        print(f"\nschedule: {plan['iterations']} iterations (config {plan['config_iterations']}); "
+              f"the first {plan['timed_iters']} ran at {plan['seconds_per_iteration']:.2f} "
+              "s/iteration")
     metrics = summary.get("metrics") or {}
     if metrics:
         print("\nvalidation split (Detectron2 evaluators):")

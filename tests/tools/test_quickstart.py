@@ -100,6 +100,11 @@ def test_plan_keeps_the_schedule_when_it_fits_and_shortens_it_when_not():
     assert slower["iterations"] == 150 and slower["over_budget"] and slower["shortened"]
     assert not slow["over_budget"] and not fits["over_budget"]
     assert quickstart.plan_iterations(400, 50, 2.0, 10.0, 40.0, 75)["iterations"] == 1
+    # 8 iterations already trained (the timed ones): the time left is for those after them,
+    # and the plan never goes below them
+    after = quickstart.plan_iterations(400, 50, 1.8, 500.0, 40.0, 75, done_iters=8)
+    assert after["iterations"] == 188 and after["warmup_iters"] == 24
+    assert quickstart.plan_iterations(400, 50, 2.0, 10.0, 40.0, 75, done_iters=8)["iterations"] == 8
 
 
 def test_make_start_time(monkeypatch):
@@ -157,12 +162,12 @@ def test_quickstart_fails_when_the_model_misses_its_minimum(tmp_path):
 
 def test_quickstart_smoke(tmp_path):
     out = tmp_path / "qs"
-    # no --iters: the timed warm-up (5 iterations) plans the schedule, which here is the
-    # config's, made 3 iterations long by --opts
+    # no --iters: the first 5 iterations, timed, plan the schedule, which here is the config's,
+    # made 7 iterations long by --opts; the training resumes after them
     argv = [sys.executable, os.path.join(ROOT, "tools", "quickstart.py"), "--output", str(out),
             "--num-train", "6", "--num-val", "2", "--batch", "2", "--warmup-iters", "5",
             "--demo-images", "2", "--min-pq", "0", "--min-pq-things", "0",
-            "--opts", "INPUT.MIN_SIZE_TEST", "128", "SOLVER.MAX_ITER", "3"]
+            "--opts", "INPUT.MIN_SIZE_TEST", "128", "SOLVER.MAX_ITER", "7"]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -182,11 +187,15 @@ def test_quickstart_smoke(tmp_path):
         side = np.asarray(Image.open(out / "side_by_side" / name.replace(".jpg", ".png")))
         assert side.shape[1] == 2 * image.size[0] + 4
     assert {os.path.basename(p) for p in summary["pictures"]["plots"]} >= {"losses.png", "lr.png"}
-    assert set(summary["seconds"]) >= {"dataset", "timed warm-up", "train+evaluate", "demo",
-                                       "plots", "total"}
+    assert set(summary["seconds"]) >= {"dataset", "timed first iterations", "train+evaluate",
+                                       "demo", "plots", "total"}
     plan = summary["plan"]
-    assert plan["iterations"] == 3 and plan["config_iterations"] == 3 and not plan["shortened"]
-    assert plan["seconds_per_iteration"] > 0 and not (out / "warmup").exists()
+    assert plan["iterations"] == 7 and plan["config_iterations"] == 7 and not plan["shortened"]
+    assert plan["seconds_per_iteration"] > 0 and plan["timed_iters"] == 5
+    # one training: iterations 0-4 (timed), then 5-6 resumed from their checkpoint, not redone
+    records = quickstart.metrics_records(str(out / "train" / "metrics.json"))
+    assert [r["iteration"] for r in records if "total_loss" in r] == [4, 6]
+    assert "Starting training from iteration 5" in res.stdout + res.stderr
 
     stamp = json.loads((out / "datasets" / "synthetic" / "quickstart_stamp.json").read_text())
     assert quickstart.dataset_is_current(str(out / "datasets"), stamp)  # a re-run reuses it
@@ -208,7 +217,7 @@ def test_video_quickstart_smoke(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "video" and isinstance(summary["metrics"]["AP"], float)
     assert set(summary["metrics"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}
-    assert "plan" not in summary  # --iters: no warm-up
+    assert "plan" not in summary  # --iters: nothing timed or planned
     frames_root = out / "datasets" / "synthetic_ytvis" / "valid" / "JPEGImages"
     clips = sorted(os.listdir(frames_root))
     clip = clips[0]

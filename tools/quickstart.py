@@ -510,9 +510,11 @@ def plan_schedule(runner, train, opts, train_dir, config_file, mode, args, budge
     """Train the first ``--warmup-iters`` iterations alone, timed, into ``train_dir`` (the main run
     resumes from them) and return the plan (:func:`plan_iterations`, plus ``timed_iters``).
 
-    Those iterations use the learning-rate warm-up of the shortest schedule (linear, no decay yet),
-    so they are the start of any plan. A config of no more iterations than that is trained as it
-    is (``timed_iters`` 0: nothing to plan)."""
+    Those iterations use the learning-rate warm-up of the shortest schedule (linear, no decay yet):
+    they are exactly its start, the schedule a slow machine gets, where the few iterations count
+    most. A longer plan resumes on its own, slower warm-up curve (the learning rate of iteration
+    ``timed_iters`` is then lower than that of the last timed one). A config of no more
+    iterations than that is trained as it is (``timed_iters`` 0: nothing to plan)."""
     max_iter, warmup_iters = config_schedule(config_file, mode.name == "video", opts)
     n = max(args.warmup_iters, 5)
     if max_iter <= n:

@@ -353,20 +353,11 @@ def measure_stage_flops(recorder, inputs):
     return flops
 
 
-def matmul_rate(dtype=torch.float32, n=2048, repeats=5):
-    """This machine's measured rate of a large matrix product (FLOP/s, the threads in use)."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
-
-
 def print_flops_table(backend, flops, median_seconds, dtype=torch.float32):
     """Stage, ms, share, GFLOP, GFLOP/s and the share of the machine's matmul rate in the
     precision the model runs in (``dtype``: bf16 under bf16 autocast)."""
+    from mask2former.utils.profiling import matmul_rate
+
     rate = matmul_rate(dtype)
     total = median_seconds["total"]
     print(f"\nwhere the time goes, backend {backend} (GFLOP counted by torch.profiler: matrix "

@@ -6,13 +6,14 @@
 
 Input: the two real COCO images of datasets/samples/coco_panoptic_sample with their panoptic
 ground truth, through the ``coco_panoptic_lsj`` mapper (fixed scale, crop/pad to SIZE x SIZE).
-The model is configs/coco/panoptic/r50.yaml with random weights (no download), AdamW with
-full-model clipping as in training, fp32.
+The model is configs/coco/panoptic/r50.yaml (--config-file, then KEY VALUE overrides) with random
+weights (no download), AdamW with full-model clipping as in training, fp32.
 
-Modes: "point" = MODEL.MASK_FORMER.TRAIN_NUM_POINTS 12544 (matcher and losses on sampled
-points); "dense" = TRAIN_NUM_POINTS 0 (as MaskFormer v1: the matcher on every pixel of the
-1/4-resolution predictions, GT masks resized to them (nearest); the losses on every pixel of
-the GT masks, the predictions bilinearly upsampled to the GT size).
+Modes: "point" = the config's MODEL.MASK_FORMER.TRAIN_NUM_POINTS (12544 for r50.yaml; --points
+overrides it: matcher and losses on sampled points); "dense" = TRAIN_NUM_POINTS 0 (as MaskFormer
+v1: the matcher on every pixel of the 1/4-resolution predictions, GT masks resized to them
+(nearest); the losses on every pixel of the GT masks, the predictions bilinearly upsampled to the
+GT size).
 
 Measured per mode:
 - step time: wall time of forward + backward + optimizer step (median of --steps, after one
@@ -22,6 +23,15 @@ Measured per mode:
 - loss peak / loss time: the criterion alone (matching for all 10 outputs + losses + backward
   to the head outputs), run on the *same* head outputs (detached leaf copies of one forward
   pass), so only the loss computation is measured.
+``--ops`` instead prints where one training step of the config goes (the point mode only, with the
+config's TRAIN_NUM_POINTS unless --points is given): wall time of the forward pass, backward pass
+and optimizer step, then the profiled self time of each op category (convolution forward and
+backward, matrix products, the deformable-attention op, normalization, other) with its GFLOP and
+GFLOP/s against this machine's measured matmul rate, e.g. for the quick-start model:
+
+    python tools/benchmark_train.py --ops --size 256 --batch 8 --steps 3 \
+        --config-file configs/quickstart/synthetic_panoptic.yaml
+
 Memory method: torch.profiler(profile_memory=True) records every CPU allocator allocation and
 free ("[memory]" events with byte counts and µs timestamps); the running sum of these events,
 in time order, is the live-bytes curve, and its maximum is the peak. With CUDA (--device cuda)
@@ -50,6 +60,11 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from mask2former import add_maskformer2_config  # noqa: E402
 from mask2former.data.dataset_mappers import build_dataset_mapper  # noqa: E402
 from mask2former.solver import build_optimizer  # noqa: E402
+from mask2former.utils.profiling import (  # noqa: E402
+    OP_CATEGORIES,
+    matmul_rate,
+    time_and_flops_by_category,
+)
 
 COCO_SAMPLE = os.path.join(REPO, "datasets", "samples", "coco_panoptic_sample")
 
@@ -87,9 +102,11 @@ def make_cfg(args, num_points):
     add_deeplab_config(cfg)
     add_maskformer2_config(cfg)
     cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
     cfg.MODEL.WEIGHTS = ""
     cfg.MODEL.DEVICE = args.device
-    cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = num_points
+    if num_points is not None:
+        cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = num_points
     cfg.DATASETS.TRAIN = ()
     cfg.INPUT.DATASET_MAPPER_NAME = "coco_panoptic_lsj"
     cfg.INPUT.IMAGE_SIZE = args.size
@@ -118,7 +135,86 @@ def make_batch(cfg, batch_size):
     cfg.INPUT.MIN_SCALE = cfg.INPUT.MAX_SCALE = 1.0  # 640-wide images → long side = SIZE, padded
     np.random.seed(0)
     mapper = build_dataset_mapper(cfg, is_train=True)
-    return [mapper(dicts[i % len(dicts)]) for i in range(batch_size)]
+    batch = [mapper(dicts[i % len(dicts)]) for i in range(batch_size)]
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    for sample in batch:  # a model of fewer classes (the quick start's 7): any valid class will do
+        sample["instances"].gt_classes = sample["instances"].gt_classes % num_classes
+    return batch
+
+
+def _train_step(model, batch, optimizer, phases=None):
+    """One forward + backward + optimizer step; adds the wall time of each to ``phases``."""
+    t0 = time.perf_counter()
+    losses = model(batch)
+    total = sum(losses.values())
+    t1 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    t2 = time.perf_counter()
+    optimizer.step()
+    t3 = time.perf_counter()
+    if phases is not None:
+        for name, seconds in (("forward", t1 - t0), ("backward", t2 - t1), ("optimizer", t3 - t2)):
+            phases.setdefault(name, []).append(seconds)
+    return float(total)
+
+
+def run_ops(args, batch):
+    """Where one training step goes: {"phases": {phase: median s}, "seconds": {category: s per
+    step}, "flops": {category: FLOPs per step}, "matmul_rate": FLOP/s}."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    cfg = make_cfg(args, args.points)
+    model = build_model(cfg)
+    model.train()
+    optimizer = build_optimizer(cfg, model)
+    _train_step(model, batch, optimizer)  # warm-up (creates the optimizer state)
+    phases = {}
+    for _ in range(args.steps):
+        _train_step(model, batch, optimizer, phases)
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        for _ in range(args.steps):
+            _train_step(model, batch, optimizer)
+    seconds, flops = time_and_flops_by_category(prof.events())
+    return {
+        "phases": {k: statistics.median(v) for k, v in phases.items()},
+        "seconds": {k: v / args.steps for k, v in seconds.items()},
+        "flops": {k: v / args.steps for k, v in flops.items()},
+        "matmul_rate": matmul_rate(),
+        "points": cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS,
+    }
+
+
+def print_ops_table(args, result):
+    phases = result["phases"]
+    step = sum(phases.values())
+    print(f"\nMask2Former {os.path.relpath(args.config_file, REPO)}, one training step: batch "
+          f"{args.batch}, {args.size}x{args.size}, {result['points']} points, device "
+          f"{args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print("phases (wall time, median of %d steps): " % args.steps + ", ".join(
+        f"{k} {v * 1e3:.0f} ms" for k, v in phases.items()) + f"; step {step * 1e3:.0f} ms")
+    seconds, flops, rate = result["seconds"], dict(result["flops"]), result["matmul_rate"]
+    # torch.profiler counts no FLOPs for convolution backward: estimated as the input and the
+    # weight gradient, each as costly as the forward convolution
+    flops["convolution backward"] = 2 * flops["convolution forward"]
+    total = sum(seconds.values())
+    print(f"op categories (torch.profiler self time per step; {rate / 1e9:.0f} GFLOP/s: this "
+          "machine's 2048x2048 fp32 matmul rate)")
+    header = f"{'category':<24} {'ms':>8} {'share':>6} {'GFLOP':>8} {'GFLOP/s':>8} {'of matmul':>9}"
+    print(header)
+    print("-" * len(header))
+    for c in OP_CATEGORIES + ("total",):
+        sec = total if c == "total" else seconds[c]
+        gflop = (sum(flops.values()) if c == "total" else flops[c]) / 1e9
+        if c != "total" and sec == 0 and gflop == 0:
+            continue
+        speed = gflop / sec if sec > 0 else 0.0
+        mark = "*" if c == "convolution backward" else " "
+        print(f"{c:<24} {sec * 1e3:8.1f} {100 * sec / total:5.1f}% {gflop:7.2f}{mark} "
+              f"{speed:8.1f} {100 * speed * 1e9 / rate:8.0f}%")
+    print("* estimated: 2x the forward convolutions (input and weight gradients); the other "
+          "GFLOP are torch.profiler's counts")
 
 
 def run_mode(args, name, num_points, batch):
@@ -130,12 +226,7 @@ def run_mode(args, name, num_points, batch):
     optimizer = build_optimizer(cfg, model)
 
     def step():
-        losses = model(batch)
-        total = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        return float(total)
+        return _train_step(model, batch, optimizer)
 
     step()  # warm-up (also creates the optimizer state, so it is in the baseline)
     times = []
@@ -178,7 +269,7 @@ def run_mode(args, name, num_points, batch):
     num_masks = sum(len(t["labels"]) for t in targets)
     return {
         "mode": name,
-        "points": num_points,
+        "points": cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS,
         "step_s": statistics.median(times),
         "step_peak_mb": step_peak / 2**20,
         "loss_s": statistics.median(loss_times),
@@ -196,12 +287,20 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=1, help="timed steps per mode (median)")
-    parser.add_argument("--points", type=int, default=112 * 112)
+    parser.add_argument("--points", type=int, default=None,
+                        help="TRAIN_NUM_POINTS of the point mode (default: the config's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ops", action="store_true",
+                        help="where one training step goes, by op category (see above)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
 
     torch.set_grad_enabled(True)
     batch = make_batch(make_cfg(args, args.points), args.batch)
+    if args.ops:
+        result = run_ops(args, batch)
+        print_ops_table(args, result)
+        return result
     rows = [run_mode(args, "point", args.points, batch), run_mode(args, "dense", 0, batch)]
     point, dense = rows
     print(

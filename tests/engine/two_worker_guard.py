@@ -21,6 +21,7 @@ def worker(out_dir, action):
     import torch
     from detectron2.utils import comm
 
+    from helpers import leave_worker
     from mask2former.engine import NonFiniteLossError
     from toy_trainer import make_toy_trainer
 
@@ -53,7 +54,7 @@ def worker(out_dir, action):
     result["skipped_steps"] = guard.skipped_steps
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
-    comm.synchronize()
+    leave_worker()
 
 
 if __name__ == "__main__":

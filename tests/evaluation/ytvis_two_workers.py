@@ -12,7 +12,8 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repository
+sys.path.insert(0, os.path.dirname(HERE))  # tests/ (helpers)
 
 
 def worker(gt_file, results_file, out_dir):
@@ -21,6 +22,7 @@ def worker(gt_file, results_file, out_dir):
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.utils import comm
 
+    from helpers import leave_worker
     from mask2former.evaluation import YTVISEvaluator
 
     with open(gt_file) as f:
@@ -59,7 +61,7 @@ def worker(gt_file, results_file, out_dir):
     out = evaluator.evaluate()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(out, f)
-    comm.synchronize()
+    leave_worker()
 
 
 if __name__ == "__main__":

@@ -356,21 +356,14 @@ def measure_stage_flops(recorder, inputs):
 def print_flops_table(backend, flops, median_seconds, dtype=torch.float32):
     """Stage, ms, share, GFLOP, GFLOP/s and the share of the machine's matmul rate in the
     precision the model runs in (``dtype``: bf16 under bf16 autocast)."""
-    from mask2former.utils.profiling import matmul_rate
+    from mask2former.utils.profiling import matmul_rate, print_rate_table
 
     rate = matmul_rate(dtype)
-    total = median_seconds["total"]
     print(f"\nwhere the time goes, backend {backend} (GFLOP counted by torch.profiler: matrix "
           f"products, convolutions, element-wise mul/add; measured {str(dtype)[6:]} 2048x2048 "
           f"matmul rate {rate / 1e9:.0f} GFLOP/s with {torch.get_num_threads()} threads)")
-    header = f"{'stage':<16} {'ms':>8} {'share':>6} {'GFLOP':>8} {'GFLOP/s':>8} {'of matmul':>9}"
-    print(header)
-    print("-" * len(header))
-    for s in STAGES + ("total",):
-        sec, gflop = median_seconds[s], flops.get(s, 0) / 1e9
-        speed = gflop / sec if sec > 0 else 0.0
-        print(f"{s:<16} {sec * 1e3:8.1f} {100 * sec / total:5.1f}% {gflop:8.2f} {speed:8.1f} "
-              f"{100 * speed * 1e9 / rate:8.1f}%")
+    rows = [(s, median_seconds[s], flops.get(s, 0)) for s in STAGES + ("total",)]
+    print_rate_table("stage", rows, median_seconds["total"], rate)
 
 
 def describe_outputs(outputs):

@@ -63,6 +63,7 @@ from mask2former.solver import build_optimizer  # noqa: E402
 from mask2former.utils.profiling import (  # noqa: E402
     OP_CATEGORIES,
     matmul_rate,
+    print_rate_table,
     time_and_flops_by_category,
 )
 
@@ -162,8 +163,6 @@ def _train_step(model, batch, optimizer, phases=None):
 def run_ops(args, batch):
     """Where one training step goes: {"phases": {phase: median s}, "seconds": {category: s per
     step}, "flops": {category: FLOPs per step}, "matmul_rate": FLOP/s}."""
-    from torch.profiler import ProfilerActivity, profile
-
     torch.manual_seed(0)
     cfg = make_cfg(args, args.points)
     model = build_model(cfg)
@@ -201,18 +200,9 @@ def print_ops_table(args, result):
     total = sum(seconds.values())
     print(f"op categories (torch.profiler self time per step; {rate / 1e9:.0f} GFLOP/s: this "
           "machine's 2048x2048 fp32 matmul rate)")
-    header = f"{'category':<24} {'ms':>8} {'share':>6} {'GFLOP':>8} {'GFLOP/s':>8} {'of matmul':>9}"
-    print(header)
-    print("-" * len(header))
-    for c in OP_CATEGORIES + ("total",):
-        sec = total if c == "total" else seconds[c]
-        gflop = (sum(flops.values()) if c == "total" else flops[c]) / 1e9
-        if c != "total" and sec == 0 and gflop == 0:
-            continue
-        speed = gflop / sec if sec > 0 else 0.0
-        mark = "*" if c == "convolution backward" else " "
-        print(f"{c:<24} {sec * 1e3:8.1f} {100 * sec / total:5.1f}% {gflop:7.2f}{mark} "
-              f"{speed:8.1f} {100 * speed * 1e9 / rate:8.0f}%")
+    rows = [(c, seconds[c], flops[c]) for c in OP_CATEGORIES if seconds[c] or flops[c]]
+    print_rate_table("category", rows + [("total", total, sum(flops.values()))], total, rate,
+                     estimated=("convolution backward",))
     print("* estimated: 2x the forward convolutions (input and weight gradients); the other "
           "GFLOP are torch.profiler's counts")
 

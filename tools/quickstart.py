@@ -304,6 +304,12 @@ def seconds_per_iteration(metrics_json: str) -> Optional[float]:
     return value
 
 
+def scaled_warmup(warmup_iters: int, iters: int, max_iter: int) -> int:
+    """The learning-rate warm-up of a schedule of ``iters`` iterations: the config's
+    ``warmup_iters`` (for its ``max_iter``) scaled alike."""
+    return int(round(warmup_iters * iters / max_iter))
+
+
 def plan_iterations(max_iter: int, warmup_iters: int, sec_per_iter: float, seconds_left: float,
                     startup: float, post_training_iters: float, min_iters: int = 1,
                     done_iters: int = 0) -> Dict:
@@ -319,7 +325,7 @@ def plan_iterations(max_iter: int, warmup_iters: int, sec_per_iter: float, secon
     fit = done_iters + int(math.floor((seconds_left - startup) / sec_per_iter
                                       - post_training_iters))
     iters = max_iter if fit >= max_iter else max(fit, min(min_iters, max_iter), done_iters, 1)
-    warmup = warmup_iters if iters == max_iter else int(round(warmup_iters * iters / max_iter))
+    warmup = scaled_warmup(warmup_iters, iters, max_iter)
     return {"iterations": iters, "warmup_iters": warmup, "config_iterations": max_iter,
             "seconds_per_iteration": round(sec_per_iter, 3), "startup_seconds": round(startup, 1),
             "seconds_left": round(seconds_left, 1), "shortened": iters < max_iter,
@@ -521,8 +527,7 @@ def plan_schedule(runner, train, opts, train_dir, config_file, mode, args, budge
         return {"iterations": max_iter, "warmup_iters": warmup_iters,
                 "config_iterations": max_iter, "shortened": False, "over_budget": False,
                 "timed_iters": 0}
-    shortest = min(mode.min_iters, max_iter)
-    first_warmup = max(int(round(warmup_iters * shortest / max_iter)), 1)
+    first_warmup = max(scaled_warmup(warmup_iters, min(mode.min_iters, max_iter), max_iter), 1)
     began = time.perf_counter()
     runner.run("timed first iterations", train + ["OUTPUT_DIR", train_dir] + opts + [
         "SOLVER.MAX_ITER", str(n), "DATASETS.TEST", "()", "SOLVER.CHECKPOINT_PERIOD", "100000",

@@ -2,11 +2,17 @@
 the machine's matrix-product rate, and torch.profiler events sorted into op categories."""
 
 import time
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, Sequence, Tuple
 
 import torch
 
-__all__ = ["matmul_rate", "OP_CATEGORIES", "op_category", "time_and_flops_by_category"]
+__all__ = [
+    "matmul_rate",
+    "print_rate_table",
+    "OP_CATEGORIES",
+    "op_category",
+    "time_and_flops_by_category",
+]
 
 
 def matmul_rate(dtype=torch.float32, n: int = 2048, repeats: int = 5) -> float:
@@ -18,6 +24,24 @@ def matmul_rate(dtype=torch.float32, n: int = 2048, repeats: int = 5) -> float:
     for _ in range(repeats):
         torch.mm(a, b)
     return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def print_rate_table(first_column: str, rows: Sequence[Tuple[str, float, float]],
+                     total_seconds: float, rate: float, estimated: Sequence[str] = ()) -> None:
+    """Print one line per ``(name, seconds, FLOPs)`` of ``rows``: ms, share of ``total_seconds``,
+    GFLOP (marked ``*`` for the names in ``estimated``), GFLOP/s and its share of ``rate``
+    (FLOP/s, e.g. :func:`matmul_rate`)."""
+    width = max([len(first_column)] + [len(name) for name, _, _ in rows])
+    header = (f"{first_column:<{width}} {'ms':>8} {'share':>6} {'GFLOP':>8} {'GFLOP/s':>8} "
+              f"{'of matmul':>9}")
+    print(header)
+    print("-" * len(header))
+    for name, sec, flops in rows:
+        gflop = flops / 1e9
+        speed = gflop / sec if sec > 0 else 0.0
+        mark = "*" if name in estimated else " "
+        print(f"{name:<{width}} {sec * 1e3:8.1f} {100 * sec / total_seconds:5.1f}% "
+              f"{gflop:7.2f}{mark} {speed:8.1f} {100 * speed * 1e9 / rate:8.1f}%")
 
 
 OP_CATEGORIES = (
@@ -63,5 +87,5 @@ def time_and_flops_by_category(events: Iterable) -> Tuple[Dict[str, float], Dict
         category = op_category(event.name)
         seconds[category] += event.self_cpu_time_total / 1e6
         if event.flops:
-            flops["convolution forward" if "conv" in event.name else category] += event.flops
+            flops[category] += event.flops
     return seconds, flops
